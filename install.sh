@@ -1,0 +1,45 @@
+#!/bin/sh
+# Install skiff on Debian 12: system packages, a virtual environment in
+# /opt/skiff/venv (the system Python is externally managed, PEP 668), and the
+# commands skiff, skiffd and skiff-runtime in /usr/local/bin.
+#   ./install.sh          install
+#   ./install.sh --dev    also the test dependencies and the peers the tests
+#                         compare against (runc, crun, podman, skopeo, ...)
+set -eu
+cd "$(dirname "$0")"
+PREFIX=${SKIFF_PREFIX:-/opt/skiff}
+DEV=0
+[ "${1:-}" = "--dev" ] && DEV=1
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (sudo ./install.sh)" >&2
+  exit 1
+fi
+
+PKGS="python3 python3-venv conmon iptables nftables iproute2 libseccomp2 busybox-static ca-certificates"
+if [ "$DEV" = 1 ]; then
+  PKGS="$PKGS runc crun podman skopeo umoci docker-registry containerd apache2-utils openssl hyperfine file uidmap"
+fi
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "install.sh: apt-get install$missing"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+fi
+
+if [ ! -x "$PREFIX/venv/bin/python" ]; then
+  /usr/bin/python3 -m venv "$PREFIX/venv"
+fi
+"$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+if [ "$DEV" = 1 ]; then
+  "$PREFIX/venv/bin/pip" install -q -e ".[test]"
+else
+  "$PREFIX/venv/bin/pip" install -q .
+fi
+for cmd in skiff skiffd skiff-runtime; do
+  ln -sf "$PREFIX/venv/bin/$cmd" "/usr/local/bin/$cmd"
+done
+echo "install.sh: skiff installed in $PREFIX/venv; commands in /usr/local/bin"
