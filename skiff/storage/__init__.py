@@ -1,0 +1,2 @@
+"""Snapshots (one unpacked directory per layer chain ID) and container
+layers on overlayfs."""
