@@ -127,3 +127,25 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
+
+
+# openat2(2): path resolution confined to a directory (used by layer apply)
+SYS_openat2 = 437  # x86_64 and aarch64 share this number
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(dirfd, path, {flags, mode, resolve}) → fd; OSError on failure
+    (ENOSYS on kernels before 5.6)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), _b(path),
+                                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))), path)
