@@ -1,0 +1,77 @@
+"""Container lifecycle through the runc command line, on every runtime."""
+
+import os
+import time
+
+from tests.integration.runtime.conftest import edit_config, run_bundle
+
+
+def test_run_exit_code_and_stdout(runtime, make_bundle):
+    code, out = run_bundle(runtime, make_bundle(["sh", "-c", "echo hello; exit 3"]))
+    assert code == 3
+    assert out == "hello\n"
+
+
+def test_create_waits_until_start(runtime, make_bundle, tmp_path):
+    bundle = make_bundle(["sh", "-c", "echo started"])
+    out = tmp_path / "out"
+    with open(out, "w") as f:
+        cid = runtime.create(bundle, stdout=f)
+    st = runtime.state(cid)
+    assert st["status"] == "created"
+    assert st["id"] == cid
+    assert st["pid"] > 0 and os.path.exists(f"/proc/{st['pid']}")
+    assert os.path.realpath(st["bundle"]) == os.path.realpath(bundle)
+    time.sleep(0.2)
+    assert out.read_text() == ""          # the user's program has not run yet
+    runtime.start(cid)
+    runtime.wait_exit(cid)
+    assert out.read_text() == "started\n"
+    runtime.delete(cid)
+    assert cid not in runtime.list_ids()
+
+
+def test_state_of_missing_container_fails(runtime):
+    p = runtime.cmd("state", "nosuchcontainer")
+    assert p.returncode != 0
+    assert "does not exist" in p.stderr or "not exist" in p.stderr.lower() \
+        or "no such" in p.stderr.lower()
+
+
+def test_kill_running_container(runtime, make_bundle):
+    cid = runtime.create(make_bundle(["sleep", "100"]))
+    runtime.start(cid)
+    assert runtime.state(cid)["status"] == "running"
+    runtime.kill(cid, "KILL")
+    runtime.wait_exit(cid)
+    runtime.delete(cid)
+
+
+def test_kill_by_number_and_name(runtime, make_bundle):
+    # sh as pid 1 ignores TERM without a handler; trap it and exit with a code
+    bundle = make_bundle(["sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done"])
+    cid = runtime.create(bundle)
+    runtime.start(cid)
+    time.sleep(0.3)
+    runtime.kill(cid, "10")  # SIGUSR1
+    runtime.wait_exit(cid)
+    runtime.delete(cid)
+    cid = runtime.create(bundle)
+    runtime.start(cid)
+    time.sleep(0.3)
+    runtime.kill(cid, "SIGUSR1")
+    runtime.wait_exit(cid)
+    runtime.delete(cid)
+
+
+def test_delete_force_running(runtime, make_bundle):
+    cid = runtime.create(make_bundle(["sleep", "100"]))
+    runtime.start(cid)
+    runtime.delete(cid, force=True)
+    assert cid not in runtime.list_ids()
+
+
+def test_hostname(runtime, make_bundle):
+    bundle = make_bundle(["hostname"])
+    edit_config(bundle, lambda s: s.update(hostname="skiffhost"))
+    assert run_bundle(runtime, bundle) == (0, "skiffhost\n")
