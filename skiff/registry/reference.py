@@ -136,7 +136,8 @@ def parse(s: str, default_registry: str | None = None, *, default_tag: bool = Tr
     if not domain or not _DOMAIN_RE.match(domain):
         raise _invalid()
     if path.lower() != path:
-        raise _invalid("repository name must be lowercase")
+        shown = f"library/{path}" if domain == DOCKER_IO and "/" not in path else path
+        raise _invalid(f"repository name ({shown}) must be lowercase")
     if not _PATH_RE.match(path):
         raise _invalid()
     if domain == DOCKER_IO and "/" not in path:

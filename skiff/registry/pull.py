@@ -1,0 +1,485 @@
+"""``pull``: a manifest (through indexes, by platform), its config, its
+layers — downloaded 3 at a time into the content store with resume and
+digest verification, unpacked into snapshots in order as soon as each one
+(and its parent) is ready — then the image registered with the image
+service. Progress goes out as Docker's JSON messages.
+
+A pull that fails registers no image. Blobs already committed stay in the
+content store (shared, verified, collectable) and a broken download stays
+in ``ingest/`` so the next pull resumes it with an HTTP Range request.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _platform
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import DigestMismatch, InvalidArgument, NotFound, SkiffError, Unavailable
+from .auth import CredentialStore, Credentials
+from .client import (MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_DOCKER_V1, MT_DOCKER_V1_SIGNED,
+                     MT_OCI_INDEX, MT_OCI_MANIFEST, READ_CHUNK, TRANSIENT, Pool,
+                     RegistryError, Repository, TransportError, _os_reason)
+from .config import RegistryConfig
+from .progress import Progress, short_id
+from .reference import Reference, parse
+
+INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+FOREIGN_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                 "application/vnd.docker.image.rootfs.foreign.diff.tar",
+                 "application/vnd.oci.image.layer.nondistributable.v1.tar",
+                 "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                 "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
+LAYER_TYPES = ("application/vnd.docker.image.rootfs.diff.tar.gzip",
+               "application/vnd.docker.image.rootfs.diff.tar",
+               "application/vnd.docker.image.rootfs.diff.tar.zstd",
+               "application/vnd.oci.image.layer.v1.tar",
+               "application/vnd.oci.image.layer.v1.tar+gzip",
+               "application/vnd.oci.image.layer.v1.tar+zstd") + FOREIGN_TYPES
+
+
+class Cancelled(Exception):
+    pass
+
+
+# -- platforms -----------------------------------------------------------------
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+         "armv7l": "arm", "armv6l": "arm", "i386": "386", "i686": "386",
+         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def host_platform() -> dict:
+    m = _platform.machine().lower()
+    arch = _ARCH.get(m, m)
+    p = {"os": "linux", "architecture": arch}
+    if arch == "arm64":
+        p["variant"] = "v8"
+    elif arch == "arm":
+        p["variant"] = "v6" if m == "armv6l" else "v7"
+    return p
+
+
+def parse_platform(s: str | dict | None) -> dict:
+    """``linux/arm64/v8`` → {"os", "architecture", "variant"}, normalized as
+    containerd's platforms package does."""
+    if s is None or s == "":
+        return host_platform()
+    if isinstance(s, dict):
+        return normalize_platform(s)
+    parts = s.lower().split("/")
+    if len(parts) == 1:
+        if parts[0] in ("linux", "windows", "darwin", "freebsd"):
+            p = host_platform()
+            p["os"] = parts[0]
+            return p
+        parts = ["linux", parts[0]]
+    if len(parts) > 3 or not all(parts):
+        raise InvalidArgument(f'"{s}": unknown operating system or architecture: invalid argument')
+    p = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        p["variant"] = parts[2]
+    return normalize_platform(p)
+
+
+def normalize_platform(p: dict) -> dict:
+    os_ = (p.get("os") or "linux").lower()
+    arch = (p.get("architecture") or "").lower()
+    variant = (p.get("variant") or "").lower()
+    arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+            "armel": "arm", "i386": "386"}.get(arch, arch)
+    if arch == "arm64" and variant in ("", "8"):
+        variant = "v8"
+    if arch == "arm" and variant == "":
+        variant = "v7"
+    if arch == "amd64" and variant == "v1":
+        variant = ""
+    out = {"os": os_, "architecture": arch}
+    if variant:
+        out["variant"] = variant
+    return out
+
+
+def platform_string(p: dict) -> str:
+    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+
+
+def select_manifest(index: dict, want: dict) -> dict:
+    """The index entry for platform ``want``: exact variant first; an entry
+    without a variant matches the architecture's default variant."""
+    want = normalize_platform(want)
+    best = None
+    for m in index.get("manifests") or []:
+        plat = m.get("platform")
+        if not plat:
+            continue
+        got = normalize_platform(plat)
+        if got["os"] != want["os"] or got["architecture"] != want["architecture"]:
+            continue
+        if got.get("variant") == want.get("variant"):
+            return m
+        if best is None and not plat.get("variant") and not want.get("variant"):
+            best = m
+        if best is None and want.get("variant") and not plat.get("variant"):
+            best = m
+    if best is None:
+        raise NotFound(f"no matching manifest for {platform_string(want)} in the manifest "
+                       "list entries")
+    return best
+
+
+# -- helpers around the image service ------------------------------------------
+
+def _content(images):
+    return images.content
+
+
+def _snapshots(images):
+    return images.snapshots
+
+
+def _image_exists(images, config_digest: str) -> bool:
+    try:
+        images.get(config_digest)
+        return True
+    except NotFound:
+        return False
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    import hashlib
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else
+                   "sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+# -- errors as Docker words them -----------------------------------------------
+
+def _translate(e: Exception, ref: Reference) -> Exception:
+    if isinstance(e, RegistryError):
+        if e.code in ("MANIFEST_UNKNOWN",) or (e.http_status == 404 and not e.code):
+            return NotFound(f"manifest for {ref.familiar} not found: {e}")
+        if e.code in ("NAME_UNKNOWN", "UNAUTHORIZED", "DENIED") or e.http_status in (401, 403):
+            return NotFound(f"pull access denied for {ref.familiar_name}, repository does not "
+                            f"exist or may require 'docker login': {e}") \
+                if e.code == "NAME_UNKNOWN" else _unauth(ref, e)
+    return e
+
+
+def _unauth(ref: Reference, e: Exception):
+    from ..errors import Unauthorized
+    err = Unauthorized(f"pull access denied for {ref.familiar_name}, repository does not exist "
+                       f"or may require 'docker login': {e}")
+    return err
+
+
+# -- pull ----------------------------------------------------------------------
+
+def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None = None,
+         progress=None, cancel: threading.Event | None = None):
+    """Pull ``ref`` into ``images`` (an ImageService). ``auth``: Docker's
+    AuthConfig dict (X-Registry-Auth), a Credentials, or None to read the
+    credential store (config.auth_config_path / ~/.docker/config.json).
+    Returns the Image. Raises skiff.errors classes with Docker's wording."""
+    config = config or RegistryConfig()
+    ref = ref if isinstance(ref, Reference) else parse(ref)
+    creds = _credentials(auth, ref, config)
+    p = Progress(progress)
+    explicit_platform = platform is not None and platform != ""
+    want = parse_platform(platform)
+    cancel = cancel or threading.Event()
+    pool = Pool(config)
+    try:
+        last: Exception | None = None
+        endpoints = config.endpoints(ref.domain)
+        for i, ep in enumerate(endpoints):
+            repo = Repository(ref, config, creds, "pull", pool=pool, endpoints=[ep])
+            try:
+                repo.open()
+                p.message(f"Pulling from {ref.path}", id=ref.tag_or_digest)
+                body, mt, digest = repo.get_manifest(ref.tag_or_digest)
+            except (RegistryError, TransportError) as e:
+                last = e
+                if ep.mirror and i < len(endpoints) - 1:
+                    continue            # a mirror that fails: fall back to the next endpoint
+                raise _translate(e, ref) from None
+            return _pull_from(images, repo, ref, body, mt, digest, want, explicit_platform,
+                              p, config, cancel)
+        raise last or Unavailable("no endpoint")
+    finally:
+        pool.close()
+
+
+def _credentials(auth, ref: Reference, config: RegistryConfig) -> Credentials:
+    if isinstance(auth, Credentials):
+        return auth
+    if isinstance(auth, dict) and auth:
+        c = Credentials.from_auth_config(auth)
+        if not c.empty:
+            return c
+    if auth is None and config.auth_config_path:
+        return CredentialStore(config.auth_config_path).get(ref.domain)
+    return Credentials()
+
+
+def _pull_from(images, repo: Repository, ref: Reference, body: bytes, mt: str, digest: str,
+               want: dict, explicit_platform: bool, p: Progress, config: RegistryConfig,
+               cancel: threading.Event):
+    top_digest = digest
+    if mt in (MT_DOCKER_V1, MT_DOCKER_V1_SIGNED):
+        raise InvalidArgument(_schema1_message(ref))
+    manifest = json.loads(body)
+    index = None
+    if mt in INDEX_TYPES or (not mt and "manifests" in manifest):
+        index = manifest
+        entry = select_manifest(index, want)
+        body, mt, digest = repo.get_manifest(entry["digest"])
+        if mt in (MT_DOCKER_V1, MT_DOCKER_V1_SIGNED):
+            raise InvalidArgument(_schema1_message(ref))
+        manifest = json.loads(body)
+    if mt not in MANIFEST_TYPES and not (not mt and "config" in manifest):
+        raise InvalidArgument(f"unsupported manifest media type {mt or 'unknown'} for "
+                              f"{ref.familiar}")
+    layers = manifest.get("layers") or []
+    cfg_desc = manifest.get("config") or {}
+    for d in layers:
+        if d.get("mediaType") and d["mediaType"] not in LAYER_TYPES:
+            raise InvalidArgument(f"unsupported layer media type {d['mediaType']}")
+    content = _content(images)
+
+    # the config: small, fetched first (it names the diff IDs and the image ID)
+    cfg_digest = cfg_desc.get("digest", "")
+    if not content.has(cfg_digest):
+        with repo.open_blob(cfg_digest) as r:
+            cfg_bytes = r.read()
+        content.add_bytes(cfg_bytes, cfg_digest)
+    cfg_bytes = content.read(cfg_digest)
+    cfg = json.loads(cfg_bytes)
+    if explicit_platform and index is None:
+        got = normalize_platform({"os": cfg.get("os"), "architecture": cfg.get("architecture"),
+                                  "variant": cfg.get("variant")})
+        w = normalize_platform(want)
+        if (got["os"], got["architecture"]) != (w["os"], w["architecture"]):
+            raise NotFound(f"image with reference {ref.familiar} was found but does not match "
+                           f"the specified platform: wanted {platform_string(w)}, actual: "
+                           f"{platform_string(got)}")
+    diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(layers):
+        raise InvalidArgument(f"invalid image {ref.familiar}: {len(layers)} layers in the "
+                              f"manifest but {len(diff_ids)} diff IDs in the config")
+    chains = chain_ids(diff_ids)
+
+    existed = _image_exists(images, cfg_digest)
+    if not existed:
+        _fetch_layers(images, repo, layers, diff_ids, chains, p, config, cancel)
+    changed = _register(images, ref, manifest_body=body, manifest_digest=digest,
+                        config_digest=cfg_digest, top_digest=top_digest, index=index,
+                        existed=existed)
+    p.message(f"Digest: {top_digest}")
+    name = ref.familiar
+    if changed or not existed:
+        p.message(f"Status: Downloaded newer image for {name}")
+    else:
+        p.message(f"Status: Image is up to date for {name}")
+    return images.get(cfg_digest)
+
+
+def _schema1_message(ref: Reference) -> str:
+    return ("[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, "
+            "schema 1 support has been removed. Suggest the author of "
+            f"{ref.name}:{ref.tag_or_digest} to upgrade the image to the OCI Format or Docker "
+            "Image manifest v2, schema 2. More information at "
+            "https://docs.docker.com/go/deprecated-image-specs/")
+
+
+def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[str],
+                  chains: list[str], p: Progress, config: RegistryConfig,
+                  cancel: threading.Event) -> None:
+    snaps = _snapshots(images)
+    content = _content(images)
+    n = len(layers)
+    ids = [short_id(d["digest"]) for d in layers]
+    present = [snaps.has(c) for c in chains]
+    # a chain exists only if its parents do; trust the last present one
+    for i in range(n - 1, -1, -1):
+        if present[i]:
+            for j in range(i):
+                present[j] = True
+            break
+    todo = [i for i in range(n) if not present[i]]
+    seen: set[str] = set()
+    for i in range(n):
+        if ids[i] in seen:
+            continue
+        seen.add(ids[i])
+        p.update(ids[i], "Already exists" if present[i] else "Pulling fs layer")
+    lease = content.lease()
+    futures: dict[int, object] = {}
+    by_digest: dict[str, object] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, config.max_concurrent_downloads),
+                              thread_name_prefix="skiff-pull")
+    try:
+        waiting_at = config.max_concurrent_downloads
+        queued = 0
+        for i in todo:
+            d = layers[i]["digest"]
+            if d in by_digest:
+                futures[i] = by_digest[d]
+                continue
+            if queued >= waiting_at:
+                p.update(ids[i], "Waiting")
+            queued += 1
+            fut = pool.submit(_download, repo, content, layers[i], p, config, cancel,
+                              lease.name)
+            futures[i] = by_digest[d] = fut
+        parent = None
+        for i in range(n):
+            if present[i]:
+                parent = chains[i]
+                continue
+            futures[i].result()          # raises the download's error
+            if cancel.is_set():
+                raise Cancelled()
+            _extract(snaps, content, layers[i], diff_ids[i], parent, chains[i], ids[i], p)
+            parent = chains[i]
+    except BaseException:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        lease.release()
+
+
+def _download(repo: Repository, content, desc: dict, p: Progress, config: RegistryConfig,
+              cancel: threading.Event, lease: str) -> None:
+    digest = desc["digest"]
+    size = int(desc.get("size") or 0)
+    sid = short_id(digest)
+    if content.has(digest):
+        p.update(sid, "Download complete")
+        return
+    urls = [u for u in desc.get("urls") or [] if u.startswith(("http://", "https://"))] \
+        if desc.get("mediaType") in FOREIGN_TYPES or desc.get("urls") else []
+    w = None
+    while w is None:
+        try:
+            w = content.writer(digest, digest, size or None, lease=lease)
+        except Unavailable:            # another pull is writing this blob: wait for it
+            if cancel.wait(0.2):
+                raise Cancelled() from None
+            if content.has(digest):
+                p.update(sid, "Download complete")
+                return
+    committed = False
+    try:
+        sources = [*urls, None]
+        last_err: Exception | None = None
+        for src in sources:
+            try:
+                _transfer(repo, w, digest, size, sid, src, p, config, cancel)
+                last_err = None
+                break
+            except (TransportError, RegistryError) as e:
+                last_err = e
+                if src is None:
+                    raise
+        if last_err:
+            raise last_err
+        p.update(sid, "Verifying Checksum")
+        try:
+            w.commit()
+        except DigestMismatch:
+            committed = True         # commit() discarded the ingest
+            raise DigestMismatch(f"filesystem layer verification failed for digest {digest}") \
+                from None
+        committed = True
+        p.update(sid, "Download complete")
+    finally:
+        if not committed:
+            w.close()                  # keep the ingest: the next pull resumes it
+
+
+def _transfer(repo: Repository, w, digest: str, size: int, sid: str, url: str | None,
+              p: Progress, config: RegistryConfig, cancel: threading.Event) -> None:
+    attempts = 0
+    while True:
+        if cancel.is_set():
+            raise Cancelled()
+        start = w.offset
+        try:
+            if size and w.offset >= size:
+                return
+            with repo.open_blob(digest, w.offset, url=url) as r:
+                if w.offset and r.status == 200:
+                    w.truncate(0)        # the server ignored Range: start over
+                total = size or (w.offset + int(r.headers.get("Content-Length") or 0))
+                while True:
+                    want = READ_CHUNK if not size else min(READ_CHUNK, size - w.offset)
+                    if want <= 0:
+                        break
+                    b = r.read(want)
+                    if not b:
+                        if size and w.offset < size:
+                            raise ConnectionError("unexpected EOF")
+                        break
+                    w.write(b)
+                    p.bytes(sid, "Downloading", w.offset, total)
+                    if cancel.is_set():
+                        raise Cancelled()
+                p.bytes(sid, "Downloading", w.offset, total, force=True)
+            return
+        except TRANSIENT as e:
+            if w.offset > start:
+                attempts = 0           # it made progress: the budget starts again
+            attempts += 1
+            if attempts >= config.max_download_attempts:
+                where = url or f"{repo.endpoint.base}/v2/{repo.path}/blobs/{digest}"
+                raise TransportError(f"error pulling layer {digest}: Get \"{where}\": "
+                                     f"{_os_reason(e)}") from None
+            delay = config.retry_delay * attempts
+            p.update(sid, f"Retrying in {max(1, round(delay))} second"
+                          f"{'s' if round(delay) != 1 else ''}")
+            if cancel.wait(delay):
+                raise Cancelled() from None
+
+
+class _ProgressReader:
+    def __init__(self, f, sid: str, total: int, p: Progress):
+        self.f, self.sid, self.total, self.p, self.n = f, sid, total, p, 0
+
+    def read(self, n=-1):
+        b = self.f.read(n)
+        self.n += len(b)
+        if b:
+            self.p.bytes(self.sid, "Extracting", self.n, self.total)
+        return b
+
+
+def _extract(snaps, content, desc: dict, diff_id: str, parent: str | None, chain: str,
+             sid: str, p: Progress) -> None:
+    if not snaps.has(chain):
+        digest = desc["digest"]
+        total = content.size(digest)
+        with content.open(digest) as f:
+            r = _ProgressReader(f, sid, total, p)
+            got, _ = snaps.apply(parent, r, diff_id=diff_id, digest=digest)
+        p.bytes(sid, "Extracting", total, total, force=True)
+        if got != chain:
+            raise DigestMismatch(f"layer chain mismatch: {got} != {chain}")
+    p.update(sid, "Pull complete")
+
+
+def _register(images, ref: Reference, *, manifest_body: bytes, manifest_digest: str,
+              config_digest: str, top_digest: str, index, existed: bool) -> bool:
+    """Hand the pulled image to the image service; True when a tag moved."""
+    content = _content(images)
+    if not content.has(manifest_digest):
+        content.add_bytes(manifest_body, manifest_digest)
+    return images.add_pulled(ref, manifest_digest=manifest_digest, config_digest=config_digest,
+                             repo_digest=top_digest)
