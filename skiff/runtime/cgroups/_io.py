@@ -7,7 +7,7 @@ def write(directory: str, name: str, value) -> None:
     path = os.path.join(directory, name)
     data = str(value).encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except OSError as e:
         raise OSError(e.errno, f"failed to write {value!s:.60} to {path}: {e.strerror}",
                       path) from None
