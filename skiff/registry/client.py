@@ -199,6 +199,8 @@ class Repository:
         return self.ref.path
 
     def scopes(self) -> list[str]:
+        if not self.actions:          # login: a token for the account, no repository
+            return list(self._extra_scopes)
         return [f"repository:{self.path}:{self.actions}"] + self._extra_scopes
 
     def open(self) -> "Repository":

@@ -1,0 +1,186 @@
+"""``push``: layers (HEAD → already there; cross-repository mount from a
+repository the image came from; else a monolithic or chunked upload), the
+config, then the manifest under the tag. Progress as docker push prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import ImageNotFound, InvalidArgument, NotFound, SkiffError, Unauthorized
+from .client import (MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, Pool, RegistryError, Repository,
+                     TransportError)
+from .config import RegistryConfig
+from .progress import Progress, short_id
+from .pull import _credentials
+from .reference import Reference, parse
+
+DOCKER_CONFIG_MT = "application/vnd.docker.container.image.v1+json"
+OCI_CONFIG_MT = "application/vnd.oci.image.config.v1+json"
+
+
+def _push_error(e: Exception, ref: Reference) -> Exception:
+    if isinstance(e, RegistryError) and (e.http_status in (401, 403) or
+                                         e.code in ("DENIED", "UNAUTHORIZED")):
+        return Unauthorized(f"{e}") if "denied" in str(e) else Unauthorized(
+            "denied: requested access to the resource is denied")
+    return e
+
+
+def manifest_for(image, content) -> tuple[bytes, str]:
+    """The manifest to push: the one the image was pulled with when the
+    content store still has it (the digest then stays the same), else a new
+    one from the image's config and layer descriptors."""
+    md = getattr(image, "manifest_digest", None)
+    if md and content.has(md):
+        body = content.read(md)
+        mt = json.loads(body).get("mediaType") or MT_DOCKER_MANIFEST
+        return body, mt
+    layers = [dict(d) for d in image.layers]
+    oci = any(d.get("mediaType", "").startswith("application/vnd.oci.") for d in layers)
+    cfg_digest = image.id
+    cfg_size = content.size(cfg_digest)
+    if oci:
+        mt = MT_OCI_MANIFEST
+        man = {"schemaVersion": 2, "mediaType": mt,
+               "config": {"mediaType": OCI_CONFIG_MT, "digest": cfg_digest, "size": cfg_size},
+               "layers": layers}
+    else:
+        mt = MT_DOCKER_MANIFEST
+        man = {"schemaVersion": 2, "mediaType": mt,
+               "config": {"mediaType": DOCKER_CONFIG_MT, "digest": cfg_digest,
+                          "size": cfg_size},
+               "layers": layers}
+    return json.dumps(man, indent=3).encode(), mt
+
+
+def push(images, ref, *, auth=None, config: RegistryConfig | None = None, progress=None,
+         cancel: threading.Event | None = None) -> str:
+    """Push the local image ``ref`` to its registry; returns the manifest
+    digest. ``images`` is the ImageService."""
+    config = config or RegistryConfig()
+    ref = ref if isinstance(ref, Reference) else parse(ref)
+    if ref.digest and not ref.tag:
+        raise InvalidArgument("cannot push a digest reference")
+    tag = ref.tag or "latest"
+    try:
+        image = images.get(ref.familiar)
+    except (ImageNotFound, NotFound):
+        raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") \
+            from None
+    content = images.content
+    creds = _credentials(auth, ref, config)
+    p = Progress(progress)
+    cancel = cancel or threading.Event()
+    pool = Pool(config)
+    p.message(f"The push refers to repository [{ref.name}]")
+    try:
+        repo = Repository(ref, config, creds, "pull,push", pool=pool).open()
+        body, mt = manifest_for(image, content)
+        man = json.loads(body)
+        layers = man.get("layers") or []
+        diff_ids = list(getattr(image, "diff_ids", []) or [])
+        ids = [short_id(diff_ids[i] if i < len(diff_ids) else d["digest"])
+               for i, d in enumerate(layers)]
+        sources = _mount_sources(image, ref)
+        order = list(range(len(layers)))[::-1]       # docker lists the top layer first
+        seen = set()
+        for i in order:
+            if ids[i] not in seen:
+                seen.add(ids[i])
+                p.update(ids[i], "Preparing")
+        n = max(1, config.max_concurrent_uploads)
+        for k, i in enumerate(order):
+            if k >= n:
+                p.update(ids[i], "Waiting")
+        done: dict[str, object] = {}
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="skiff-push") as ex:
+            futs = []
+            for i in order:
+                d = layers[i]
+                if d["digest"] in done:
+                    continue
+                if d.get("urls") or "foreign" in d.get("mediaType", "") or \
+                        "nondistributable" in d.get("mediaType", ""):
+                    p.update(ids[i], "Skipped foreign layer")
+                    continue
+                done[d["digest"]] = fut = ex.submit(_push_layer, repo, content, d, ids[i],
+                                                    sources, p, config, cancel)
+                futs.append(fut)
+            try:
+                for f in futs:
+                    f.result()
+            except BaseException:
+                cancel.set()
+                raise
+        cfg_digest = man["config"]["digest"]
+        if repo.blob_size(cfg_digest) is None:
+            with content.open(cfg_digest) as f:
+                repo.upload_blob(cfg_digest, content.size(cfg_digest), f)
+        digest = repo.put_manifest(tag, body, mt)
+        if not digest:
+            import hashlib
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if not content.has(digest):
+            content.add_bytes(body, digest)
+        p.message(f"{tag}: digest: {digest} size: {len(body)}")
+        p.aux({"Tag": tag, "Digest": digest, "Size": len(body)})
+        _record(images, ref, digest)
+        return digest
+    except (RegistryError, TransportError) as e:
+        raise _push_error(e, ref) from None
+    finally:
+        pool.close()
+
+
+def _mount_sources(image, ref: Reference) -> list[str]:
+    """Repositories on the same registry this image is known to come from
+    (its repo digests / tags), for cross-repository mounts."""
+    out = []
+    for name in list(getattr(image, "repo_digests", []) or []) + \
+            list(getattr(image, "repo_tags", []) or []):
+        try:
+            r = parse(name.split("@")[0])
+        except SkiffError:
+            continue
+        if r.domain == ref.domain and r.path != ref.path and r.path not in out:
+            out.append(r.path)
+    return out
+
+
+def _push_layer(repo: Repository, content, desc: dict, sid: str, sources: list[str],
+                p: Progress, config: RegistryConfig, cancel: threading.Event) -> None:
+    digest = desc["digest"]
+    if cancel.is_set():
+        return
+    if repo.blob_size(digest) is not None:
+        p.update(sid, "Layer already exists")
+        return
+    for src in sources:
+        try:
+            if repo.mount_blob(digest, src):
+                p.update(sid, f"Mounted from {src}")
+                return
+        except (RegistryError, Unauthorized):
+            continue
+    if not content.has(digest):
+        raise NotFound(f"layer {digest} of this image is not in the content store")
+    size = content.size(digest)
+    with content.open(digest) as f:
+        repo.upload_blob(digest, size, f,
+                         on_bytes=lambda n: p.bytes(sid, "Pushing", n, size),
+                         chunk_size=config.chunk_size)
+    p.bytes(sid, "Pushing", size, size, force=True)
+    p.update(sid, "Pushed")
+
+
+def _record(images, ref: Reference, digest: str) -> None:
+    """Tell the image service the image now has ``name@digest`` (if it can)."""
+    fn = getattr(images, "add_repo_digest", None)
+    if fn:
+        try:
+            fn(ref.familiar, f"{ref.familiar_name}@{digest}")
+        except SkiffError:
+            pass
