@@ -169,9 +169,14 @@ class NetworkManager:
                 net = ipaddress.ip_network(n["subnet"])
                 bridge.ensure_bridge(n["bridge"], n["gateway"], net.prefixlen,
                                      int(n["options"].get(OPT_MTU) or self.mtu))
-            if self.ip_forward:
-                nat.set_sysctl("net/ipv4/ip_forward", 1)
+            self._sysctls()
             self._apply_rules_locked()
+
+    def _sysctls(self):
+        if self.ip_forward:
+            nat.set_sysctl("net/ipv4/ip_forward", 1)
+        if self.iptables:  # bridged traffic through FORWARD: icc=false and isolation work
+            nat.set_sysctl("net/bridge/bridge-nf-call-iptables", 1)
 
     def _bridge_networks(self, db=None):
         db = db or self.store.read()
@@ -253,8 +258,7 @@ class NetworkManager:
             with self._kernel_lock():
                 bridge.ensure_bridge(br, str(gw), net.prefixlen,
                                      int(options.get(OPT_MTU) or self.mtu))
-                if self.ip_forward:
-                    nat.set_sysctl("net/ipv4/ip_forward", 1)
+                self._sysctls()
                 self._apply_rules_locked()
         except BaseException:
             with self.store.tx() as db:
