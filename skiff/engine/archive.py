@@ -144,7 +144,7 @@ class ContainerFS:
 
     def _base(self, path: str) -> tuple[str, str]:
         """(directory to use as root, path relative to it)."""
-        path = posixpath.normpath("/" + path)
+        path = posixpath.normpath("/" + path.lstrip("/"))
         if self.pid:
             return f"/proc/{self.pid}/root", path
         for dest, src in self.mounts:
@@ -214,7 +214,7 @@ def stat_path(fs: ContainerFS, path: str, cid: str = "") -> dict:
         raise _os_error(e, path, cid)
     finally:
         os.close(rootfd)
-    base = posixpath.basename(posixpath.normpath("/" + path)) or "/"
+    base = posixpath.basename(posixpath.normpath("/" + path.lstrip("/"))) or "/"
     return {"name": base, "size": st.st_size, "mode": go_filemode(st.st_mode),
             "mtime": _rfc3339(st.st_mtime), "linkTarget": link}
 
@@ -222,7 +222,7 @@ def stat_path(fs: ContainerFS, path: str, cid: str = "") -> dict:
 def resolve_link(rootfd: int, path: str, limit: int = 40) -> str:
     """The absolute in-container path a symlink finally points to, resolved
     logically (absolute targets start at the container's root)."""
-    path = posixpath.normpath("/" + path)
+    path = "/" + "/".join(_clean_member(path))
     for _ in range(limit):
         parent, name = posixpath.split(path)
         try:
@@ -321,7 +321,7 @@ def iter_archive(fs: ContainerFS, path: str, cid: str = "", chunk: int = 1 << 16
     os.close(rootfd)
     top = st_info["name"]
     if path.endswith("/.") or path.endswith("/"):
-        top = posixpath.basename(posixpath.normpath("/" + path)) or "."
+        top = posixpath.basename(posixpath.normpath("/" + path.lstrip("/"))) or "."
 
     def gen():
         sink = _Sink()
@@ -508,7 +508,8 @@ def _clean_member(name: str) -> list[str]:
 
 def _extract(rootfd, base, fileobj, no_overwrite, copy_uid_gid, owner):
     tf = _open_stream(fileobj)
-    dirs = []  # (parts, mtime, mode, uid, gid) applied after children
+    dirs = []  # (parts, tarinfo): modes and times applied after children
+    ti = None
     try:
         for ti in tf:
             parts = _clean_member(ti.name)
@@ -558,6 +559,9 @@ def _extract(rootfd, base, fileobj, no_overwrite, copy_uid_gid, owner):
                 os.close(pfd)
     except tarfile.TarError as e:
         raise errors.InvalidArgument(f"invalid tar archive: {e}")
+    except (FileNotFoundError, NotADirectoryError, FileExistsError) as e:
+        raise errors.InvalidArgument(
+            f"error while extracting {getattr(ti, 'name', '')}: {e.strerror.lower()}")
     finally:
         tf.close()
 

@@ -706,6 +706,25 @@ def _ns_mode(mode: str, kind: str, container_namespaces: dict | None):
     raise _inv(f"invalid {kind.upper()} mode: {mode}")
 
 
+def _copy_up_engine_volume(m: dict, rootfs: str | None):
+    """Docker's copy-up for a volume the engine resolved itself: a bind
+    whose source is ``<root>/volumes/<name>/_data`` of the local driver."""
+    src = m.get("source") or ""
+    if m.get("type") != "bind" or not rootfs or not src.endswith("/_data"):
+        return
+    vdir = os.path.dirname(src)
+    root = os.path.dirname(vdir)
+    if os.path.basename(root) != "volumes" or \
+            not os.path.exists(os.path.join(vdir, "skiff.json")):
+        return
+    from skiff.engine.volumes import VolumeStore
+
+    try:
+        VolumeStore(root).copy_up(os.path.basename(vdir), rootfs, m["destination"])
+    except OSError:
+        pass
+
+
 # ------------------------------------------------------------- build_spec
 def merge_command(container_config: dict, image_config: dict) -> list[str]:
     ep = _strslice(container_config.get("Entrypoint"))
@@ -722,14 +741,17 @@ def merge_command(container_config: dict, image_config: dict) -> list[str]:
     return args
 
 
-def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
+def build_spec(container_config: dict | None = None, host_config: dict | None = None,
+               image_config: dict | None = None, *,
                container_id: str, rootfs: str, hostname: str | None = None,
                mounts_extra=(), netns_path: str | None = None,
                cgroup_parent: str | None = None, host_caps=None,
                volume_store=None, container_namespaces: dict | None = None,
                init_path: str | None = None, warnings: list | None = None,
                mount_points: list | None = None, cgroup2: bool | None = None,
-               arch: str | None = None) -> dict:
+               arch: str | None = None, config: dict | None = None,
+               process: dict | None = None, extra_mounts=None,
+               cgroups_path: str | None = None) -> dict:
     """The OCI runtime spec (config.json as a dict) for a Docker create
     request. ``mounts_extra`` are OCI mounts the engine adds (/etc/hosts,
     /etc/resolv.conf, /etc/hostname), dropped where the user mounts the same
@@ -738,7 +760,20 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
     (a list) receives Docker's create warnings; ``mount_points`` receives the
     ``Mounts`` entries of ``docker inspect``. Named and anonymous volumes are
     created through ``volume_store`` (a ``skiff.engine.volumes.VolumeStore``)
-    after every check has passed."""
+    after every check has passed.
+
+    Engine form: when the engine has already merged the image config into
+    ``config`` and resolved ``process`` (args, env, user, cwd, terminal) and
+    every mount (``extra_mounts``: hosts files, binds, volumes, tmpfs, init),
+    those are kept as given and this adds Docker's security defaults,
+    resources, namespaces and validation around them; ``cgroups_path``
+    then overrides the derived one. Fresh volumes among ``extra_mounts`` get
+    Docker's copy-up from the image."""
+    engine_form = process is not None
+    if config is not None and container_config is None:
+        container_config = config
+    if extra_mounts is not None:
+        mounts_extra = extra_mounts
     cc = container_config or {}
     hc = host_config or {}
     ic = image_config or {}
@@ -748,8 +783,13 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
         host_caps = host_bounding_caps()
 
     # --- process
-    args = merge_command(cc, ic)
-    workdir = cc.get("WorkingDir") or ic.get("WorkingDir") or "/"
+    if engine_form:
+        args = list(process.get("args") or [])
+        if not args:
+            raise _inv("no command specified")
+    else:
+        args = merge_command(cc, ic)
+    workdir = (process or {}).get("cwd") or cc.get("WorkingDir") or ic.get("WorkingDir") or "/"
     if not workdir.startswith("/"):
         raise _inv(f"the working directory '{workdir}' is invalid, it needs to be an "
                    "absolute path")
@@ -757,30 +797,40 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
     tty = bool(cc.get("Tty"))
     uts_mode = hc.get("UTSMode") or ""
     net_mode = hc.get("NetworkMode") or ""
-    if (uts_mode == "host" or net_mode == "host") and cc.get("Hostname") \
-            and uts_mode == "host":
+    if uts_mode == "host" and cc.get("Hostname") and not engine_form:
         raise _inv("Conflicting options: hostname and the UTS mode")
-    if net_mode.startswith("container:") and cc.get("Hostname"):
+    if net_mode.startswith("container:") and cc.get("Hostname") and not engine_form:
         raise _inv("conflicting options: hostname and the network mode")
     hostname = cc.get("Hostname") or hostname or container_id[:12]
     if len(hostname) > 63:
         raise _inv(f"invalid hostname format: {hostname}")
-    env = ["PATH=" + DEFAULT_PATH, "HOSTNAME=" + hostname]
-    if tty:
-        env.append("TERM=xterm")
-    env = merge_env(env, merge_env(list(ic.get("Env") or []), list(cc.get("Env") or [])))
-
-    user_str = cc.get("User") if cc.get("User") else (ic.get("User") or "")
-    user = resolve_user(rootfs, user_str, hc.get("GroupAdd") or ())
-    home = user.pop("home")
-    if not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=" + home)
+    if engine_form:
+        env = list(process.get("env") or [])
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, "PATH=" + DEFAULT_PATH)
+        user = dict(process.get("user") or {"uid": 0, "gid": 0})
+        if hc.get("GroupAdd"):
+            extra = resolve_user(rootfs, str(user.get("uid", 0)), hc["GroupAdd"])
+            gids = set(user.get("additionalGids") or []) | \
+                set(extra.get("additionalGids") or [])
+            user["additionalGids"] = sorted(gids | {user.get("gid", 0)})
+    else:
+        env = ["PATH=" + DEFAULT_PATH, "HOSTNAME=" + hostname]
+        if tty:
+            env.append("TERM=xterm")
+        env = merge_env(env, merge_env(list(ic.get("Env") or []), list(cc.get("Env") or [])))
+        user_str = cc.get("User") if cc.get("User") else (ic.get("User") or "")
+        user = resolve_user(rootfs, user_str, hc.get("GroupAdd") or ())
+        home = user.pop("home")
+        if not any(e.startswith("HOME=") for e in env):
+            env.append("HOME=" + home)
 
     caps = tweak_caps(hc.get("CapAdd"), hc.get("CapDrop"), privileged, host_caps)
     sec = parse_security_opts(hc.get("SecurityOpt"), warns)
 
+    proc_in = process
     process = {
-        "terminal": tty,
+        "terminal": bool(proc_in.get("terminal")) if engine_form else tty,
         "user": user,
         "args": args,
         "env": env,
@@ -789,7 +839,13 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
                          "permitted": list(caps)},
         "noNewPrivileges": sec["no_new_privileges"],
     }
-    if tty and hc.get("ConsoleSize") and any(hc["ConsoleSize"]):
+    if engine_form and proc_in.get("consoleSize"):
+        process_out_cs = dict(proc_in["consoleSize"])
+    else:
+        process_out_cs = None
+    if process_out_cs:
+        process["consoleSize"] = process_out_cs
+    elif tty and hc.get("ConsoleSize") and all(hc["ConsoleSize"]):
         h, w = hc["ConsoleSize"]
         process["consoleSize"] = {"height": int(h), "width": int(w)}
     rl = build_rlimits(hc.get("Ulimits"))
@@ -841,11 +897,23 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
         raise _inv("SHM size can not be less than 0")
     shm_size = shm_size or DEFAULT_SHM_SIZE
     reqs: list[MountReq] = []
-    for b in hc.get("Binds") or []:
+    tmpfs_opts = {}
+    if engine_form:
+        # the engine resolved binds and volumes; still validate them and
+        # take Docker's tmpfs options from the request
+        for b in hc.get("Binds") or []:
+            parse_bind(b)
+        for m in hc.get("Mounts") or []:
+            if m.get("Type") == "tmpfs":
+                tmpfs_opts[_clean_dest(m.get("Target") or "", "tmpfs")] = \
+                    parse_mount(m).options
+        for dst, opts in (hc.get("Tmpfs") or {}).items():
+            tmpfs_opts[_clean_dest(dst, "tmpfs")] = parse_tmpfs(dst, opts).options
+    for b in ([] if engine_form else hc.get("Binds") or []):
         reqs.append(parse_bind(b))
-    for m in hc.get("Mounts") or []:
+    for m in ([] if engine_form else hc.get("Mounts") or []):
         reqs.append(parse_mount(m))
-    for dst, opts in (hc.get("Tmpfs") or {}).items():
+    for dst, opts in ([] if engine_form else (hc.get("Tmpfs") or {}).items()):
         reqs.append(parse_tmpfs(dst, opts))
     seen = set()
     for r in reqs:
@@ -853,7 +921,8 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
             raise _inv(f"Duplicate mount point: {r.target}")
         seen.add(r.target)
     # anonymous volumes declared by the request or the image
-    declared = list((cc.get("Volumes") or {}).keys()) + list((ic.get("Volumes") or {}).keys())
+    declared = [] if engine_form else \
+        list((cc.get("Volumes") or {}).keys()) + list((ic.get("Volumes") or {}).keys())
     for dst in declared:
         d = _clean_dest(dst, "volume")
         if d not in seen:
@@ -887,6 +956,8 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
         default_mounts.append({"destination": "/dev/mqueue", "type": "bind",
                                "source": "/dev/mqueue", "options": ["rbind", "rprivate"]})
     user_dests = {r.target for r in reqs}
+    if engine_form:
+        user_dests = {m["destination"] for m in mounts_extra or ()}
 
     def overridden(dest):
         if dest in user_dests:
@@ -895,11 +966,26 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
         return any(dest.startswith(u + "/") for u in user_dests if u == "/dev")
 
     mounts = [m for m in default_mounts if not overridden(m["destination"])]
-    for m in mounts_extra or ():
-        if not overridden(m["destination"]):
-            mounts.append(dict(m))
+    if engine_form:
+        # the engine's list, later entries winning for one destination
+        last = {}
+        for i, m in enumerate(mounts_extra or ()):
+            last[posixpath.normpath(m["destination"])] = i
+        for i, m in enumerate(mounts_extra or ()):
+            dest = posixpath.normpath(m["destination"])
+            if last[dest] != i:
+                continue
+            m = dict(m, options=list(m.get("options") or []))
+            if m.get("type") == "tmpfs" and dest in tmpfs_opts:
+                m["options"] = list(tmpfs_opts[dest])
+            mounts.append(m)
+            _copy_up_engine_volume(m, rootfs)
+    else:
+        for m in mounts_extra or ():
+            if not overridden(m["destination"]):
+                mounts.append(dict(m))
 
-    init = hc.get("Init")
+    init = hc.get("Init") and not engine_form
     if init:
         init_path = init_path or find_init()
         if not init_path:
@@ -946,12 +1032,16 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
         seccomp = seccomp_default.render(caps, arch)
 
     cgroup_parent = cgroup_parent or "/skiff"
-    if not cgroup_parent.startswith("/"):
+    if cgroups_path:
+        cgroup_parent, _, container_id_path = cgroups_path.rpartition("/")
+    else:
+        container_id_path = container_id
+    if not cgroup_parent.startswith("/") and not cgroups_path:
         cgroup_parent = "/" + cgroup_parent
     linux = {
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": posixpath.join(cgroup_parent, container_id),
+        "cgroupsPath": cgroups_path or posixpath.join(cgroup_parent, container_id_path),
         "maskedPaths": [] if privileged else masked_paths(),
         "readonlyPaths": [] if privileged else list(oci.DOCKER_READONLY_PATHS),
     }
@@ -986,7 +1076,7 @@ def build_spec(container_config: dict, host_config: dict, image_config: dict, *,
                                "Propagation": r.propagation})
             elif r.type == "volume":
                 anonymous = not r.source
-                vol, new = volume_store.get_or_create(
+                vol, new = volume_store.ensure(
                     r.source or None, labels=r.labels, options=r.driver_opts,
                     anonymous=anonymous)
                 if new:

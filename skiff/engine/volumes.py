@@ -73,8 +73,11 @@ def _match_labels(labels: dict, wanted: list[str]) -> bool:
 class VolumeStore:
     """The local volume driver. ``root`` is ``<data-root>/volumes``."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, in_use=None):
         self.root = root
+        # optional callable(name) -> [container ids] the engine supplies, so
+        # volumes mounted by containers it knows count as in use too
+        self.in_use = in_use
         os.makedirs(root, 0o701, exist_ok=True)
         self._lock = threading.RLock()
 
@@ -101,6 +104,18 @@ class VolumeStore:
             os.path.isdir(os.path.join(self.root, name, "_data"))
 
     def users(self, name: str) -> list[str]:
+        """IDs of the containers using volume ``name``."""
+        out = self._recorded_users(name)
+        if self.in_use is not None:
+            try:
+                for cid in self.in_use(name) or ():
+                    if cid not in out:
+                        out.append(cid)
+            except Exception:
+                pass
+        return out
+
+    def _recorded_users(self, name: str) -> list[str]:
         try:
             with open(os.path.join(self.root, name, _USERS)) as f:
                 return [x for x in json.load(f) if x]
@@ -139,11 +154,18 @@ class VolumeStore:
         for k in options or {}:
             if k not in ("type", "device", "o", "size"):
                 raise errors.InvalidArgument(f"invalid option: \"{k}\"")
-        return self.get_or_create(name, labels=labels, options=options,
-                                  anonymous=anonymous or not name)[0]
+        return self.ensure(name, labels=labels, options=options,
+                           anonymous=anonymous or not name)[0]
 
     def get_or_create(self, name: str | None, labels=None, options=None,
-                      anonymous: bool = False) -> tuple[dict, bool]:
+                      anonymous: bool = False) -> dict:
+        """The volume ``name`` (a fresh random name when empty), created if
+        missing."""
+        return self.ensure(name, labels=labels, options=options, anonymous=anonymous)[0]
+
+    def ensure(self, name: str | None, labels=None, options=None,
+               anonymous: bool = False) -> tuple[dict, bool]:
+        """(volume, created) for ``name``, creating it when missing."""
         with self._lock:
             if not name:
                 name = secrets.token_hex(32)
@@ -251,7 +273,7 @@ class VolumeStore:
         with self._lock:
             if not self._exists(name):
                 raise errors.NotFound(f"get {name}: no such volume")
-            users = self.users(name)
+            users = self._recorded_users(name)
             if container_id not in users:
                 users.append(container_id)
                 self._set_users(name, users)
@@ -263,13 +285,13 @@ class VolumeStore:
         removed = []
         with self._lock:
             for n in self.names():
-                users = self.users(n)
+                users = self._recorded_users(n)
                 if container_id not in users:
                     continue
                 users = [u for u in users if u != container_id]
                 self._set_users(n, users)
                 meta = self._meta(n) or {}
-                if remove_anonymous and not users and meta.get("Anonymous"):
+                if remove_anonymous and not self.users(n) and meta.get("Anonymous"):
                     try:
                         self.remove(n)
                         removed.append(n)

@@ -389,3 +389,37 @@ def test_seccomp_capability_groups():
     p = seccomp_default.render(oci.DOCKER_DEFAULT_CAPS, "s390x", kernel="6.1")
     clone = next(r for r in p["syscalls"] if r["names"] == ["clone"])
     assert clone["args"][0]["index"] == 1
+
+
+def test_engine_form(tmp_path, rootfs):
+    """The engine passes its merged config, resolved process and mounts."""
+    store = VolumeStore(str(tmp_path / "volumes"))
+    vol = store.get_or_create("fresh")
+    proc = {"terminal": True, "user": {"uid": 1000, "gid": 1000}, "args": ["sh", "-c", "x"],
+            "env": ["A=1"], "cwd": "/app", "consoleSize": {"height": 5, "width": 7}}
+    extra = [{"destination": "/etc/hosts", "type": "bind", "source": "/h",
+              "options": ["rbind", "rprivate"]},
+             {"destination": "/data", "type": "bind", "source": vol["Mountpoint"],
+              "options": ["rbind", "rprivate"]},
+             {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+              "options": ["nosuid"]}]
+    s = create.build_spec(
+        config={"Hostname": "h1", "Tty": True, "Image": "busybox"},
+        host_config={"CapDrop": ["NET_RAW"], "Tmpfs": {"/run": "size=1m"},
+                     "Memory": 32 << 20, "UTSMode": "", "NetworkMode": "bridge"},
+        container_id=CID, process=proc, netns_path="/run/skiff/netns/x",
+        extra_mounts=extra, hostname="h1", cgroups_path=f"/skiff/{CID}", rootfs=rootfs,
+        host_caps=HOST_CAPS, cgroup2=False, arch="x86_64")
+    p = s["process"]
+    assert p["args"] == ["sh", "-c", "x"] and p["cwd"] == "/app"
+    assert p["user"] == {"uid": 1000, "gid": 1000}
+    assert p["consoleSize"] == {"height": 5, "width": 7}
+    assert "CAP_NET_RAW" not in p["capabilities"]["bounding"]
+    assert s["linux"]["cgroupsPath"] == f"/skiff/{CID}"
+    assert s["linux"]["resources"]["memory"]["limit"] == 32 << 20
+    by = {m["destination"]: m for m in s["mounts"]}
+    assert "size=1048576" in by["/run"]["options"]
+    assert by["/etc/hosts"]["source"] == "/h"
+    # copy-up into the fresh volume the engine created
+    assert os.path.exists(os.path.join(vol["Mountpoint"], "seed.txt"))
+    assert s["linux"]["seccomp"]["defaultErrnoRet"] == 1
