@@ -1,0 +1,195 @@
+"""Streams for layer blobs: compression detection, decompression with
+bounds, and digests of both the compressed and the uncompressed bytes.
+
+``LayerStream(fileobj)`` reads a layer blob (tar, tar+gzip or tar+zstd) and
+exposes the uncompressed tar as a forward-only file object with ``read``,
+``tell`` and a forward ``seek`` (what tarfile needs), while computing the
+blob digest (compressed bytes) and the diff ID (uncompressed bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+
+from skiff import errors
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1 << 20
+
+# Decompression-bomb bounds (CVE-2017-14992); overridable per call.
+DEFAULT_MAX_BYTES = 256 << 30
+DEFAULT_MAX_ENTRIES = 4_000_000
+
+
+class LayerError(errors.InvalidArgument):
+    """A layer that cannot be applied (hostile, corrupt or truncated)."""
+
+
+def detect(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "tar"
+
+
+class _HashedSource(io.RawIOBase):
+    """The compressed bytes as they arrive, hashed and counted."""
+
+    def __init__(self, fileobj, head: bytes):
+        self.f = fileobj
+        self.head = head
+        self.h = hashlib.sha256()
+        self.n = 0
+        self.eof = False
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        if self.head:
+            b, self.head = self.head, b""
+        else:
+            b = self.f.read(CHUNK if size is None or size < 0 else max(size, 1))
+        if b:
+            self.h.update(b)
+            self.n += len(b)
+        else:
+            self.eof = True
+        return b
+
+    def readinto(self, buf):
+        b = self.read(len(buf))
+        memoryview(buf).cast("B")[:len(b)] = b
+        return len(b)
+
+    def drain(self):
+        while self.read(CHUNK):
+            pass
+
+
+class _Decompressed(io.RawIOBase):
+    """Uncompressed bytes, hashed (diff ID), counted and bounded."""
+
+    def __init__(self, src: _HashedSource, kind: str, max_bytes: int):
+        self.src = src
+        self.kind = kind
+        self.max_bytes = max_bytes
+        self.n = 0
+        self.h = src.h if kind == "tar" else hashlib.sha256()
+        self._pending = b""
+        if kind == "gzip":
+            self._z = zlib.decompressobj(31)
+        elif kind == "zstd":
+            import zstandard
+            self._zr = zstandard.ZstdDecompressor().stream_reader(
+                src, read_size=CHUNK, read_across_frames=True, closefd=False)
+
+    def readable(self):
+        return True
+
+    def _raw(self, size: int) -> bytes:
+        if self.kind == "tar":
+            return self.src.read(size)
+        if self.kind == "zstd":
+            try:
+                return self._zr.read(size)
+            except Exception as e:  # zstandard.ZstdError
+                raise LayerError(f"invalid zstd layer data: {e}") from None
+        # gzip, possibly several members
+        while True:
+            z = self._z
+            if z.eof:
+                rest = z.unused_data
+                if not rest:
+                    rest = self.src.read(CHUNK)
+                    if not rest:
+                        return b""
+                self._z = z = zlib.decompressobj(31)
+                data = rest
+            else:
+                data = z.unconsumed_tail or self.src.read(CHUNK)
+                if not data:
+                    raise LayerError("unexpected end of gzip layer data (truncated)")
+            try:
+                out = z.decompress(data, size)
+            except zlib.error as e:
+                raise LayerError(f"invalid gzip layer data: {e}") from None
+            if out:
+                return out
+
+    def read(self, size=-1):
+        b = self._raw(CHUNK if size is None or size < 0 else min(size, CHUNK))
+        if b:
+            self.n += len(b)
+            if self.n > self.max_bytes:
+                raise LayerError(f"layer exceeds the maximum uncompressed size "
+                                 f"({self.max_bytes} bytes)")
+            if self.kind != "tar":
+                self.h.update(b)
+        return b
+
+    def readinto(self, buf):
+        b = self.read(len(buf))
+        memoryview(buf).cast("B")[:len(b)] = b
+        return len(b)
+
+
+class LayerStream:
+    """Forward-only reader of a layer's uncompressed tar stream."""
+
+    def __init__(self, fileobj, max_bytes: int = DEFAULT_MAX_BYTES):
+        head = fileobj.read(4)
+        self.kind = detect(head)
+        self._src = _HashedSource(fileobj, head)
+        self._dec = _Decompressed(self._src, self.kind, max_bytes)
+        self._buf = io.BufferedReader(self._dec, buffer_size=CHUNK)
+        self.pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        b = self._buf.read(size)
+        self.pos += len(b)
+        return b
+
+    # tarfile needs tell() and a forward seek()
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self.pos
+        if pos < self.pos:
+            raise LayerError("internal error: backwards seek in a layer stream")
+        left = pos - self.pos
+        while left:
+            b = self._buf.read(min(left, CHUNK))
+            if not b:
+                break
+            left -= len(b)
+            self.pos += len(b)
+        return self.pos
+
+    def finish(self) -> None:
+        """Read to the end so both digests cover every byte."""
+        while self._buf.read(CHUNK):
+            pass
+        self._src.drain()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._src.h.hexdigest()
+
+    @property
+    def diff_id(self) -> str:
+        return "sha256:" + self._dec.h.hexdigest()
+
+    @property
+    def compressed_size(self) -> int:
+        return self._src.n
+
+    @property
+    def size(self) -> int:
+        return self._dec.n
