@@ -1,0 +1,168 @@
+"""cgroup limits on every runtime (skiff-runtime, runc, crun): the files seen
+from the host match the spec, and the limits bite (OOM kill, fork limit,
+device access). Each container gets an absolute ``linux.cgroupsPath`` of its
+own; the runtime's ``delete`` must remove it (checked)."""
+
+import os
+
+import pytest
+
+from skiff.runtime import cgroups
+from tests.integration.runtime.conftest import edit_config
+
+MiB = 1 << 20
+
+
+def cg_dir(ctrl: str, cg_path: str) -> str:
+    """Host directory of ``cg_path`` for controller ``ctrl`` (v1) or the
+    unified tree (v2)."""
+    lay = cgroups.detect()
+    if lay.mode == "v2":
+        return os.path.join(lay.unified, cg_path.lstrip("/"))
+    return os.path.join(lay.v1[ctrl], cg_path.lstrip("/"))
+
+
+def cg_read(ctrl: str, cg_path: str, v1_file: str, v2_file: str) -> str:
+    f = v1_file if cgroups.detect().mode != "v2" else v2_file
+    with open(os.path.join(cg_dir(ctrl, cg_path), f)) as fh:
+        return fh.read().strip()
+
+
+def root_disk() -> tuple[int, int]:
+    """major:minor of a real whole disk (for blkio throttles and device rules)."""
+    for name in sorted(os.listdir("/sys/block")):
+        if name.startswith(("loop", "ram", "zram", "dm-", "md", "sr")):
+            continue
+        with open(f"/sys/block/{name}/dev") as f:
+            maj, mnr = f.read().strip().split(":")
+        return int(maj), int(mnr)
+    pytest.fail("no block device found for the blkio/devices tests")
+
+
+def _with_cgroup(spec, cg_path, resources):
+    spec["linux"]["cgroupsPath"] = cg_path
+    spec["linux"].setdefault("resources", {}).update(resources)
+
+
+def _running(runtime, make_bundle, resources, args=("sleep", "100")):
+    bundle = make_bundle(list(args))
+    cid = runtime.new_id()
+    cg_path = f"/skiff-test-{runtime.name}-{cid}"
+    edit_config(bundle, lambda s: _with_cgroup(s, cg_path, resources))
+    runtime.create(bundle, id=cid)
+    runtime.start(cid)
+    return cid, cg_path
+
+
+def test_limits_are_written_where_the_spec_says(runtime, make_bundle):
+    maj, mnr = root_disk()
+    res = {"memory": {"limit": 48 * MiB, "swap": 96 * MiB, "reservation": 16 * MiB},
+           "cpu": {"shares": 512, "quota": 25000, "period": 100000, "cpus": "0", "mems": "0"},
+           "pids": {"limit": 42},
+           "blockIO": {"throttleReadBpsDevice": [{"major": maj, "minor": mnr,
+                                                  "rate": 4 * MiB}]}}
+    cid, cg = _running(runtime, make_bundle, res)
+    try:
+        v2 = cgroups.detect().mode == "v2"
+        assert cg_read("memory", cg, "memory.limit_in_bytes", "memory.max") == str(48 * MiB)
+        assert cg_read("memory", cg, "memory.soft_limit_in_bytes", "memory.low") == str(16 * MiB)
+        if v2:
+            assert cg_read("memory", cg, "", "memory.swap.max") == str(48 * MiB)
+            assert cg_read("cpu", cg, "", "cpu.max") == "25000 100000"
+            assert cg_read("cpu", cg, "", "cpu.weight") == str(cgroups.convert.shares_to_weight(512))
+            assert f"{maj}:{mnr} rbps={4 * MiB}" in cg_read("io", cg, "", "io.max")
+        else:
+            assert cg_read("memory", cg, "memory.memsw.limit_in_bytes", "") == str(96 * MiB)
+            assert cg_read("cpu", cg, "cpu.cfs_quota_us", "") == "25000"
+            assert cg_read("cpu", cg, "cpu.cfs_period_us", "") == "100000"
+            assert cg_read("cpu", cg, "cpu.shares", "") == "512"
+            assert cg_read("blkio", cg, "blkio.throttle.read_bps_device", "") == \
+                f"{maj}:{mnr} {4 * MiB}"
+        assert cg_read("pids", cg, "pids.max", "pids.max") == "42"
+        assert cg_read("cpuset", cg, "cpuset.cpus", "cpuset.cpus") == "0"
+        assert cg_read("cpuset", cg, "cpuset.mems", "cpuset.mems") == "0"
+        # the container's init is in that cgroup
+        pid = runtime.state(cid)["pid"]
+        procs = cg_read("pids", cg, "cgroup.procs", "cgroup.procs").split()
+        assert str(pid) in procs
+    finally:
+        runtime.delete(cid, force=True)
+    assert not os.path.exists(cg_dir("pids", cg)), "delete must remove the container's cgroup"
+    assert not os.path.exists(cg_dir("memory", cg))
+
+
+def test_memory_hog_is_oom_killed(runtime, make_bundle):
+    bundle = make_bundle(["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+    cg = f"/skiff-test-{runtime.name}-{runtime.new_id()}"
+    # swap = limit: no swap to escape to
+    edit_config(bundle, lambda s: _with_cgroup(s, cg, {"memory": {"limit": 32 * MiB,
+                                                                  "swap": 32 * MiB}}))
+    p = runtime.run(bundle)
+    assert p.returncode == 137, (p.returncode, p.stderr)
+    assert not os.path.exists(cg_dir("memory", cg))
+
+
+def test_memory_under_the_limit_runs(runtime, make_bundle):
+    bundle = make_bundle(["dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=1"])
+    cg = f"/skiff-test-{runtime.name}-{runtime.new_id()}"
+    edit_config(bundle, lambda s: _with_cgroup(s, cg, {"memory": {"limit": 32 * MiB,
+                                                                  "swap": 32 * MiB}}))
+    p = runtime.run(bundle)
+    assert p.returncode == 0, p.stderr
+
+
+def test_fork_loop_is_stopped_by_pids_limit(runtime, make_bundle):
+    # ash exits (status 2) with "can't fork" when fork fails in a script
+    bundle = make_bundle(["sh", "-c", "for i in $(seq 1 40); do sleep 30 & done; echo all-forked"])
+    cg = f"/skiff-test-{runtime.name}-{runtime.new_id()}"
+    edit_config(bundle, lambda s: _with_cgroup(s, cg, {"pids": {"limit": 8}}))
+    p = runtime.run(bundle)
+    assert "all-forked" not in p.stdout
+    assert p.returncode != 0
+    assert "can't fork" in p.stderr or "fork" in p.stderr.lower(), p.stderr
+
+
+def test_device_rules(runtime, make_bundle):
+    """A block device node the rules do not allow cannot be opened (EPERM);
+    after an explicit read allow it can be read but still not written. (A loop
+    device: this VM refuses opening its real disk even to host root.)"""
+    maj, mnr = 7, 0
+    script = (f"mknod /dev/disk0 b {maj} {mnr} || exit 9; "
+              "dd if=/dev/disk0 of=/dev/null bs=512 count=1 2>/dev/null && echo read-ok "
+              "|| echo read-denied; "
+              "dd if=/dev/zero of=/dev/disk0 bs=512 count=0 conv=notrunc 2>/dev/null && echo write-ok "
+              "|| echo write-denied")
+
+    def add_mknod(spec):
+        for k in ("bounding", "effective", "permitted"):
+            spec["process"]["capabilities"][k].append("CAP_MKNOD")
+
+    bundle = make_bundle(["sh", "-c", script])
+    edit_config(bundle, add_mknod)
+    p = runtime.run(bundle)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["read-denied", "write-denied"]
+
+    bundle = make_bundle(["sh", "-c", script])
+
+    def allow_read(spec):
+        add_mknod(spec)
+        spec["linux"]["resources"]["devices"].append(
+            {"allow": True, "type": "b", "major": maj, "minor": mnr, "access": "r"})
+    edit_config(bundle, allow_read)
+    p = runtime.run(bundle)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["read-ok", "write-denied"]
+
+
+def test_cgroup_is_removed_on_delete_after_exit(runtime, make_bundle):
+    bundle = make_bundle(["true"])
+    cid = runtime.new_id()
+    cg = f"/skiff-test-{runtime.name}-{cid}"
+    edit_config(bundle, lambda s: _with_cgroup(s, cg, {"pids": {"limit": 5}}))
+    runtime.create(bundle, id=cid)
+    assert os.path.isdir(cg_dir("pids", cg))
+    runtime.start(cid)
+    runtime.wait_exit(cid)
+    runtime.delete(cid)
+    assert not os.path.exists(cg_dir("pids", cg))
