@@ -18,7 +18,7 @@ fi
 
 PKGS="python3 python3-venv conmon iptables nftables iproute2 libseccomp2 busybox-static ca-certificates"
 if [ "$DEV" = 1 ]; then
-  PKGS="$PKGS runc crun podman skopeo umoci docker-registry containerd apache2-utils openssl hyperfine file uidmap"
+  PKGS="$PKGS runc crun podman skopeo umoci docker-registry containerd apache2-utils openssl hyperfine file uidmap iperf3"
 fi
 missing=""
 for p in $PKGS; do
