@@ -1,0 +1,94 @@
+"""linux.seccomp on every runtime (skiff-runtime, runc, crun): syscalls
+denied with EPERM or a chosen errno, argument conditions, unknown names
+skipped, and Seccomp: 2 in /proc/self/status."""
+
+from tests.integration.runtime.conftest import edit_config
+
+ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+
+
+def _bundle(make_bundle, script, seccomp):
+    bundle = make_bundle(["sh", "-c", script])
+
+    def put(spec):
+        spec["linux"]["seccomp"] = seccomp
+    edit_config(bundle, put)
+    return bundle
+
+
+def test_denied_syscalls_fail_with_their_errno(runtime, make_bundle):
+    seccomp = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ARCHES,
+        "syscalls": [
+            # errnoRet: ENOSYS (38); an unknown name in the list is skipped
+            {"names": ["mkdir", "mkdirat", "skiff_no_such_syscall"],
+             "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            # default errno: EPERM
+            {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO"},
+        ],
+    }
+    script = ("touch /dev/shm/f && echo touch-ok; "
+              "mkdir /dev/shm/d 2>&1; "
+              "chmod 600 /dev/shm/f 2>&1; "
+              "grep '^Seccomp:' /proc/self/status")
+    p = _bundle(make_bundle, script, seccomp)
+    r = runtime.run(p)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "touch-ok"
+    assert "Function not implemented" in lines[1]
+    assert "Operation not permitted" in lines[2]
+    assert lines[3].split() == ["Seccomp:", "2"]
+
+
+def test_argument_condition(runtime, make_bundle):
+    """openat with O_CREAT (0o100) is denied; plain opens still work."""
+    # open(2) has flags in arg 1, openat(2) in arg 2: on x86_64 busybox uses
+    # open, so give both their own rule
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ARCHES, "syscalls": [
+        {"names": ["openat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+         "args": [{"index": 2, "value": 0o100, "valueTwo": 0o100, "op": "SCMP_CMP_MASKED_EQ"}]},
+        {"names": ["open"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+         "args": [{"index": 1, "value": 0o100, "valueTwo": 0o100, "op": "SCMP_CMP_MASKED_EQ"}]},
+    ]}
+    script = ("head -n1 /etc/passwd; "
+              "touch /dev/shm/new 2>&1; "
+              "test -e /dev/shm/new && echo created || echo not-created")
+    r = runtime.run(_bundle(make_bundle, script, seccomp))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("root:")
+    assert "Permission denied" in lines[1]
+    assert lines[2] == "not-created"
+
+
+def test_default_errno_and_allow_list(runtime, make_bundle):
+    """defaultAction ERRNO with defaultErrnoRet; only what is listed runs."""
+    r = runtime.run(make_bundle(["sh", "-c", "echo baseline"]))
+    assert r.returncode == 0 and r.stdout == "baseline\n"
+    # an allow-list profile in the style of Docker's default: deny by default
+    # (errno EPERM), allow what busybox (and the runtimes' last steps before
+    # execve) need, and leave out mkdir/mkdirat
+    allowed = ["read", "write", "close", "fstat", "newfstatat", "stat", "lstat", "statx",
+               "mmap", "munmap", "mprotect", "brk", "rt_sigaction", "rt_sigprocmask",
+               "rt_sigreturn", "ioctl", "access", "faccessat", "faccessat2", "execve",
+               "exit", "exit_group", "arch_prctl", "set_tid_address", "getpid", "getppid",
+               "getuid", "geteuid", "getgid", "getegid", "open", "openat", "fcntl",
+               "getcwd", "wait4", "clone", "fork", "vfork", "dup2", "dup3", "prlimit64",
+               "set_robust_list", "rseq", "futex", "readlink", "readlinkat", "getdents64",
+               "lseek", "sigaltstack", "pipe", "pipe2", "getrandom", "setpgid", "getpgrp",
+               "fchdir", "chdir", "capget", "capset", "prctl", "setgroups", "setgid",
+               "setuid", "getgroups", "nanosleep", "clock_nanosleep", "poll", "ppoll",
+               "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_pwait",
+               "epoll_wait", "close_range", "write", "writev", "readv", "kill", "tgkill",
+               "gettid", "madvise", "sched_getaffinity", "sched_yield", "umask", "fstatfs",
+               "statfs", "uname", "getdents", "mknod"]
+    seccomp = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+               "architectures": ARCHES,
+               "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
+    r = runtime.run(_bundle(make_bundle, "echo still-runs; mkdir /dev/shm/d 2>&1; exit 0", seccomp))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "still-runs"
+    assert "Operation not permitted" in out[1], out
