@@ -149,3 +149,66 @@ def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> in
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
     return _check(_libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), _b(path),
                                 ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))), path)
+
+
+# --- used by skiff-runtime (capabilities, hostname, securebits) -------------
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0):
+    """→ (effective, permitted, inheritable) as 64-bit masks."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(hdr), data))
+    return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32)
+                 for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        sh = 32 * i
+        data[i].effective = (effective >> sh) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> sh) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> sh) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(hdr), data))
+
+
+PR_CAPBSET_READ = 23
+PR_SET_SECUREBITS = 28
+PR_GET_SECUREBITS = 27
+PR_CAP_AMBIENT_IS_SET = 1
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.sethostname(b, ctypes.c_size_t(len(b))), name)
+
+
+def setdomainname(name: str) -> None:
+    b = name.encode()
+    _check(_libc.setdomainname(b, ctypes.c_size_t(len(b))), name)
+
+
+SYS_execveat = 322  # x86_64
+AT_EMPTY_PATH = 0x1000
+
+
+def execveat(fd: int, argv, env) -> None:
+    """execveat(fd, "", argv, env, AT_EMPTY_PATH): run the program open as fd
+    (a sealed memfd copy, so no host path is ever exec'd). Only returns on error."""
+    a = (ctypes.c_char_p * (len(argv) + 1))(*[os.fsencode(x) for x in argv], None)
+    e = (ctypes.c_char_p * (len(env) + 1))(*[os.fsencode(x) for x in env], None)
+    _check(_libc.syscall(ctypes.c_long(SYS_execveat), ctypes.c_int(fd), b"", a, e,
+                         ctypes.c_int(AT_EMPTY_PATH)))

@@ -1,0 +1,537 @@
+"""runc's process model, in Python.
+
+create (the command's process, "parent")
+  ├─ fork → stage 1: joins/creates namespaces (user first, mappings written
+  │         by the parent), then forks and exits
+  │    └─ stage 2 = the container's init (pid 1 of a new pid namespace):
+  │         mounts, devices, pivot_root, hostname, sysctl, masked/readonly
+  │         paths, rlimits, console, user, capabilities, no_new_privs; says
+  │         "ready"; then blocks opening exec.fifo for writing.
+  └─ writes state.json and the pid file, exits 0.
+start opens exec.fifo for reading: the init's open returns, it loads seccomp
+and execs the user's program.
+
+exec is the same with setns into the init's namespaces instead of creating
+them. The two sides talk over pipes, one JSON message a line.
+
+Safety (CVE-2019-5736 / CVE-2024-21626 classes): every process that enters
+the container is non-dumpable (PR_SET_DUMPABLE 0) until execve, so no
+process in the container can open its /proc/<pid>/exe, /proc/<pid>/fd,
+map_files (the interpreter and its libraries) or cwd; the stage that enters
+the container was started from a sealed memfd copy of the interpreter (see
+``sealed_interpreter``) when available; every fd above stdio (and the
+preserved ones) is closed right before execve; the cwd is checked to be
+inside the container after chdir.
+"""
+
+import os
+
+from skiff import sys as k
+from skiff.runtime import fastjson
+from skiff.runtime.state import RuntimeFailure
+
+_NS_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "mount", "time")
+
+
+# --------------------------------------------------------------------------- sync pipes
+
+class Channel:
+    """One JSON message per line over a pair of pipes."""
+
+    def __init__(self, rfd, wfd):
+        self.rfd = rfd
+        self.wfd = wfd
+        self.buf = b""
+
+    def send(self, **msg):
+        data = (fastjson.dumps(msg) + "\n").encode()
+        while data:
+            n = os.write(self.wfd, data)
+            data = data[n:]
+
+    def recv(self):
+        """Next message, or None at EOF."""
+        while b"\n" not in self.buf:
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return fastjson.loads(line)
+
+    def expect(self, typ):
+        msg = self.recv()
+        if msg is None:
+            raise RuntimeFailure("container init exited unexpectedly")
+        if msg.get("type") == "error":
+            raise RuntimeFailure(msg["msg"])
+        if msg.get("type") != typ:
+            raise RuntimeFailure(f"unexpected message from init: {msg}")
+        return msg
+
+    def close(self):
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def channel_pair():
+    """→ (parent side, child side)"""
+    c2p_r, c2p_w = os.pipe()
+    p2c_r, p2c_w = os.pipe()
+    return Channel(c2p_r, p2c_w), Channel(p2c_r, c2p_w)
+
+
+def _child(ch, fn, *args):
+    """Run fn in a forked child; report an exception to the parent; never return."""
+    code = 1
+    try:
+        fn(ch, *args)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 — the child must never return
+        try:
+            msg = _describe(e)
+            if os.environ.get("SKIFF_RUNTIME_TRACEBACK"):
+                import traceback
+                msg += "\n" + traceback.format_exc()
+            ch.send(type="error", msg=msg)
+        except BaseException:
+            try:  # the parent is gone (after start): say it on stderr
+                os.write(2, f"skiff-runtime: {msg}\n".encode())
+            except BaseException:
+                pass
+    finally:
+        os._exit(code)
+
+
+def _describe(e):
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return str(e) or type(e).__name__
+
+
+# --------------------------------------------------------------------------- namespaces
+
+def _id_map_text(maps):
+    return "".join(f"{c} {h} {n}\n" for c, h, n in maps)
+
+
+def write_id_maps(pid, uid_maps, gid_maps):
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(_id_map_text(uid_maps))
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(_id_map_text(gid_maps))
+
+
+def _stage1(ch, cfg, join_paths, prog):
+    """In the first child: enter or create namespaces, fork the init."""
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    ch.expect("go")  # the parent has put us into the container's cgroup
+    fds = []
+    for t in _NS_ORDER:
+        p = join_paths.get(t)
+        if p:
+            try:
+                fds.append((t, os.open(p, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                raise RuntimeFailure(f"failed to open namespace {t} {p}: {e.strerror}") from None
+    for t, fd in fds:
+        try:
+            k.setns(fd, k.NAMESPACE_FLAGS[t])
+        except OSError as e:
+            raise RuntimeFailure(f"failed to join namespace {t}: {e.strerror}") from None
+        os.close(fd)
+    new = [t for t, p in cfg.namespaces if not p]
+    if "user" in new:
+        k.unshare(k.CLONE_NEWUSER)
+        ch.send(type="userns")
+        ch.expect("mapped")
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+    if cfg.has_ns("user"):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    flags = 0
+    for t in new:
+        if t != "user":
+            flags |= k.NAMESPACE_FLAGS[t]
+    if flags:
+        k.unshare(flags)
+    pid = os.fork()
+    if pid == 0:
+        _child(ch, _stage2, cfg, prog)
+    ch.send(type="pid", pid=pid)
+
+
+# --------------------------------------------------------------------------- the init
+
+def _preimport(proc):
+    """Everything the init needs after pivot_root must be imported before:
+    the host's files (interpreter library, skiff) are out of reach then."""
+    import _signal  # noqa: F401
+    from skiff.runtime import caps, hooks, rootfs, user  # noqa: F401
+    if proc.rlimits:
+        import resource  # noqa: F401
+    if proc.terminal:
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+
+
+def _stage2(ch, cfg, prog):
+    from skiff.runtime import rootfs
+    _preimport(cfg.process)
+    os.setsid()
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    opts = ch.expect("config")
+    in_userns = cfg.has_ns("user")
+    root = cfg.root_path
+    if not cfg.has_ns("mount"):
+        raise RuntimeFailure("a mount namespace is required")
+    rootfs.prepare_root(root, cfg.rootfs_propagation)
+    cgroupns = cfg.has_ns("cgroup")
+    for m in cfg.mounts:
+        try:
+            rootfs.mount_one(root, m, cgroupns)
+        except OSError as e:
+            raise RuntimeFailure(f"error mounting {m.source!r} to rootfs at "
+                                 f"{m.destination!r}: {_describe(e)}") from None
+    rootfs.setup_dev(root, cfg, in_userns)
+    if cfg.hostname:
+        k.sethostname(cfg.hostname)
+    if cfg.domainname:
+        k.setdomainname(cfg.domainname)
+    ch.send(type="hooks")
+    ch.expect("hooks-done")
+    fifo = os.open(opts["fifo"], os.O_PATH | os.O_CLOEXEC)
+    rootfs.pivot(root, opts.get("no_pivot", False))
+    if cfg.sysctl:
+        rootfs.write_sysctl(cfg.sysctl)
+    for p in cfg.readonly_paths:
+        rootfs.readonly_path(p)
+    for p in cfg.masked_paths:
+        rootfs.mask_path(p)
+    if cfg.root_readonly:
+        rootfs.readonly_root()
+    exe, env = _finalize_process(cfg.process, opts, console_fd=opts.get("console_fd"),
+                                 prog=prog)
+    # the console socket (if any) is done: keep only the fifo handle
+    ch.send(type="ready")
+    ch.close()
+    # block until `start` opens the fifo for reading (runc's exec.fifo barrier)
+    wfd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(wfd, b"0")
+    os.close(wfd)
+    os.close(fifo)
+    if cfg.hooks.get("startContainer"):
+        from skiff.runtime import hooks
+        st = dict(opts["state"], status="created")
+        hooks.run_in_container(cfg.hooks["startContainer"], st)
+    _exec(exe, cfg.process.args, env, prog, cfg.process.no_new_privileges,
+          opts.get("preserve_fds", 0))
+
+
+def prepare_seccomp(section, cache_dir):
+    """Compile linux.seccomp in the runtime process, before any fork: the
+    children inherit the program (they cannot import anything once inside)."""
+    if not section:
+        return None
+    from skiff.runtime import seccomp
+    return seccomp.prepare(section, cache_dir)
+
+
+def _finalize_process(proc, opts, console_fd=None, prog=None):
+    """Everything between the rootfs and execve that needs no more host
+    access: rlimits, oom score, console, cwd, user, capabilities, env.
+    Returns (resolved executable, env list)."""
+    from skiff.runtime import caps, user
+    if proc.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(proc.oom_score_adj))
+    if proc.rlimits:
+        import resource
+        for r, soft, hard in proc.rlimits:
+            try:
+                resource.prlimit(0, r, (soft, hard))
+            except (OSError, ValueError) as e:
+                raise RuntimeFailure(f"error setting rlimit type {r}: {e}") from None
+    if proc.terminal:
+        if console_fd is None:
+            raise RuntimeFailure("cannot allocate tty if runc will detach without setting "
+                                 "console socket")
+        _setup_console(console_fd, proc.console_size)
+    elif console_fd is not None:
+        os.close(console_fd)
+    u = proc.user
+    ent = user.passwd_by_uid(u.uid)
+    env = _make_env(proc.env, ent)
+    try:
+        os.chdir(proc.cwd)
+        chdir_late = False
+    except PermissionError:
+        chdir_late = True  # retry after switching user (runc does the same)
+    except OSError as e:
+        raise RuntimeFailure(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
+                             f"{e.strerror.lower()}") from None
+    caps.drop_bounding(proc.caps["bounding"])
+    k.prctl(k.PR_SET_KEEPCAPS, 1)
+    os.setgroups(u.additional_gids)
+    os.setresgid(u.gid, u.gid, u.gid)
+    os.setresuid(u.uid, u.uid, u.uid)
+    k.prctl(k.PR_SET_KEEPCAPS, 0)
+    k.prctl(k.PR_SET_DUMPABLE, 0)  # a credential change may have reset it
+    if prog is not None and not proc.no_new_privileges:
+        pass  # loaded in _exec, while CAP_SYS_ADMIN may still be held (below)
+    caps.apply(proc.caps)
+    if chdir_late:
+        try:
+            os.chdir(proc.cwd)
+        except OSError as e:
+            raise RuntimeFailure(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
+                                 f"{e.strerror.lower()}") from None
+    verify_cwd()
+    os.umask(u.umask if u.umask is not None else 0o022)
+    return lookpath(proc.args[0], env), env
+
+
+def verify_cwd():
+    """CVE-2024-21626: a cwd reached through a leaked host fd shows as
+    "(unreachable)..." or fails; refuse to run there."""
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        raise RuntimeFailure("current working directory is outside of container mount "
+                             "namespace root -- possible container breakout detected") from None
+    if not cwd.startswith("/"):
+        raise RuntimeFailure("current working directory is outside of container mount "
+                             "namespace root -- possible container breakout detected")
+
+
+def _make_env(env_list, ent):
+    env = list(env_list)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=" + (ent["home"] if ent else "/"))
+    return env
+
+
+def lookpath(name, env):
+    if "/" in name:
+        if not os.path.exists(name):
+            raise RuntimeFailure(f'exec: "{name}": stat {name}: no such file or directory')
+        return name
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    for e in env:
+        if e.startswith("PATH="):
+            path = e[5:]
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", name)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise RuntimeFailure(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _setup_console(sock_fd, size):
+    """Make a pty inside the container, send its master to the console
+    socket (SCM_RIGHTS, as runc), make the slave our stdio and controlling tty."""
+    import fcntl
+    import socket
+    import struct
+    import termios
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    if size and size[0] and size[1]:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    s = socket.socket(fileno=sock_fd)
+    try:
+        socket.send_fds(s, [name.encode()], [master])
+    finally:
+        s.close()
+    os.close(master)
+    try:
+        if os.path.exists("/dev/console") or True:
+            _bind_console(name)
+    except OSError:
+        pass
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _bind_console(pts):
+    if not os.path.exists("/dev/console"):
+        fd = os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+    k.mount(pts, "/dev/console", None, k.MS_BIND)
+
+
+def _exec(exe, args, env, prog, nnp, preserve_fds):
+    import _signal
+    if nnp:
+        k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve
+    for s in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(s, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    if prog is not None:
+        prog.load()
+    envd = {}
+    for e in env:
+        key, _, val = e.partition("=")
+        envd[key] = val
+    k.close_range(3 + preserve_fds)
+    os.execve(exe, args, envd)
+
+
+# --------------------------------------------------------------------------- create
+
+def sealed_interpreter():
+    """Reserved for running the in-container stage from a sealed memfd copy."""
+    return None
+
+
+def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
+    """Start the init of a new container; returns its host pid once it waits
+    on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
+    join = {t: p for t, p in cfg.namespaces if p}
+    parent, child = channel_pair()
+    pid1 = os.fork()
+    if pid1 == 0:
+        parent.close()
+        _child(child, _stage1, cfg, join, prog)
+    child.close()
+    console_fd = opts.pop("console_sock_obj", None)
+    init_pid = None
+    try:
+        if cgroup_mgr is not None:
+            cgroup_mgr.add(pid1)
+        parent.send(type="go")
+        msg = parent.recv()
+        if msg and msg.get("type") == "userns":
+            write_id_maps(pid1, cfg.uid_mappings, cfg.gid_mappings)
+            parent.send(type="mapped")
+            msg = parent.recv()
+        if msg is None:
+            raise RuntimeFailure("container init exited unexpectedly")
+        if msg.get("type") == "error":
+            raise RuntimeFailure(msg["msg"])
+        init_pid = msg["pid"]
+        os.waitpid(pid1, 0)
+        pid1 = None
+        parent.send(type="config", **opts)
+        parent.expect("hooks")
+        on_hooks(init_pid)
+        parent.send(type="hooks-done")
+        parent.expect("ready")
+        return init_pid
+    except BaseException:
+        for p in (pid1, init_pid):
+            if p:
+                try:
+                    os.kill(p, 9)
+                except OSError:
+                    pass
+        if pid1:
+            try:
+                os.waitpid(pid1, 0)
+            except OSError:
+                pass
+        raise
+    finally:
+        parent.close()
+        if console_fd is not None:
+            console_fd.close()
+
+
+# --------------------------------------------------------------------------- exec
+
+def _ns_differs(pid, t):
+    name = k.NAMESPACE_PROC_NAMES[t]
+    try:
+        a = os.stat(f"/proc/{pid}/ns/{name}")
+        b = os.stat(f"/proc/self/ns/{name}")
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
+
+
+def _exec_stage1(ch, init_pid, proc, prog):
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    _preimport(proc)
+    ch.expect("go")
+    fds = []
+    for t in _NS_ORDER:
+        if _ns_differs(init_pid, t):
+            fds.append((t, os.open(f"/proc/{init_pid}/ns/{k.NAMESPACE_PROC_NAMES[t]}",
+                                   os.O_RDONLY | os.O_CLOEXEC)))
+    # the init's root, to chdir into when there is no new mount ns to join
+    for t, fd in fds:
+        k.setns(fd, k.NAMESPACE_FLAGS[t])
+        os.close(fd)
+    if any(t == "user" for t, _ in fds):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    pid = os.fork()
+    if pid == 0:
+        _child(ch, _exec_stage2, proc, prog)
+    ch.send(type="pid", pid=pid)
+
+
+def _exec_stage2(ch, proc, prog):
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    opts = ch.expect("config")
+    if proc.terminal:
+        os.setsid()
+    exe, env = _finalize_process(proc, opts, console_fd=opts.get("console_fd"), prog=prog)
+    # tell the parent we are about to exec; our write end is close-on-exec
+    ch.send(type="exec")
+    _exec(exe, proc.args, env, prog, proc.no_new_privileges, opts.get("preserve_fds", 0))
+
+
+def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
+    """Start ``proc`` inside the running container; → its host pid."""
+    parent, child = channel_pair()
+    pid1 = os.fork()
+    if pid1 == 0:
+        parent.close()
+        _child(child, _exec_stage1, init_pid, proc, prog)
+    child.close()
+    pid2 = None
+    try:
+        if cgroup_mgr is not None:
+            try:
+                cgroup_mgr.add(pid1)
+            except OSError:
+                pass
+        parent.send(type="go")
+        msg = parent.expect("pid")
+        pid2 = msg["pid"]
+        os.waitpid(pid1, 0)
+        pid1 = None
+        parent.send(type="config", **opts)
+        parent.expect("exec")
+        # EOF (the write end closed on execve) = success; a message = failure
+        msg = parent.recv()
+        if msg is not None and msg.get("type") == "error":
+            raise RuntimeFailure(msg["msg"])
+        return pid2
+    except BaseException:
+        for p in (pid1, pid2):
+            if p:
+                try:
+                    os.kill(p, 9)
+                except OSError:
+                    pass
+        if pid1:
+            try:
+                os.waitpid(pid1, 0)
+            except OSError:
+                pass
+        raise
+    finally:
+        parent.close()

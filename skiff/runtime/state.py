@@ -1,0 +1,137 @@
+"""Container state on disk: ``<root>/<id>/state.json`` (+ ``exec.fifo`` while
+created), and the status computed as runc does: the init is gone →
+stopped; exec.fifo still there → created; cgroup frozen → paused; else
+running. The init is identified by pid *and* start time, so a reused pid is
+never mistaken for the container."""
+
+import os
+import time
+
+from skiff.runtime import fastjson
+
+
+class RuntimeFailure(Exception):
+    """An error reported as runc does (message on stderr, exit status 1)."""
+
+
+VALID_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def validate_id(cid):
+    if not cid:
+        raise RuntimeFailure("container id cannot be empty")
+    if not set(cid) <= VALID_ID_CHARS or cid in (".", "..") or len(cid) > 1024:
+        raise RuntimeFailure(f"invalid container id format: {cid}")
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/<pid>/stat, or None if the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+def now_rfc3339():
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1_000_000_000)) + \
+        f".{t % 1_000_000_000:09d}Z"
+
+
+class Container:
+    """What a later command knows about a container."""
+
+    def __init__(self, root, cid, data):
+        self.root = root
+        self.id = cid
+        self.data = data
+
+    @property
+    def dir(self):
+        return os.path.join(self.root, self.id)
+
+    @property
+    def fifo(self):
+        return os.path.join(self.dir, "exec.fifo")
+
+    @property
+    def pid(self):
+        return self.data.get("pid", 0)
+
+    def alive(self):
+        pid = self.pid
+        return bool(pid) and proc_start_time(pid) == self.data.get("start_time")
+
+    def cgroup(self):
+        st = self.data.get("cgroup")
+        if not st:
+            return None
+        from skiff.runtime import cgroups
+        return cgroups.from_state(st)
+
+    def status(self):
+        if not self.alive():
+            return "stopped"
+        if os.path.exists(self.fifo):
+            return "created"
+        if self.data.get("cgroup"):
+            try:
+                if self.cgroup().freezer_state() in ("FROZEN", "FREEZING"):
+                    return "paused"
+            except (OSError, KeyError):
+                pass
+        return "running"
+
+    def oci_state(self, status=None):
+        """The runtime-spec state given to hooks."""
+        status = status or self.status()
+        out = {"ociVersion": self.data.get("ociVersion", "1.0.2-dev"), "id": self.id,
+               "status": status, "pid": self.pid if status != "stopped" else 0,
+               "bundle": self.data["bundle"]}
+        if self.data.get("annotations"):
+            out["annotations"] = self.data["annotations"]
+        return out
+
+    def runc_state(self):
+        """`runc state` JSON."""
+        status = self.status()
+        out = {"ociVersion": self.data.get("ociVersion", "1.0.2-dev"), "id": self.id,
+               "pid": self.pid if status != "stopped" else 0, "status": status,
+               "bundle": self.data["bundle"], "rootfs": self.data["rootfs"],
+               "created": self.data["created"], "owner": ""}
+        if self.data.get("annotations"):
+            out["annotations"] = self.data["annotations"]
+        return out
+
+    def save(self):
+        path = os.path.join(self.dir, "state.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(fastjson.dumps(self.data))
+        os.rename(tmp, path)
+
+
+def load(root, cid):
+    validate_id(cid)
+    path = os.path.join(root, cid, "state.json")
+    try:
+        with open(path, "rb") as f:
+            data = fastjson.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError):
+        raise RuntimeFailure(f"container {cid} does not exist") from None
+    except ValueError:
+        raise RuntimeFailure(f"container {cid} has a corrupt state file") from None
+    return Container(root, cid, data)
+
+
+def list_ids(root):
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.exists(os.path.join(root, n, "state.json")))
