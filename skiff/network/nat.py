@@ -23,6 +23,7 @@ from skiff import errors
 
 CHAINS_FILTER = ("SKIFF-FORWARD", "SKIFF", "SKIFF-ISOLATION-STAGE-1", "SKIFF-ISOLATION-STAGE-2")
 CHAINS_NAT = ("SKIFF", "SKIFF-POSTROUTING")
+CHAINS_RAW = ("SKIFF-RAW",)
 
 HOOKS = [
     # (table, builtin chain, rule args) in insertion order (each inserted at 1)
@@ -31,6 +32,7 @@ HOOKS = [
     ("nat", "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "SKIFF"]),
     ("nat", "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "SKIFF"]),
     ("nat", "POSTROUTING", ["-j", "SKIFF-POSTROUTING"]),
+    ("raw", "PREROUTING", ["-j", "SKIFF-RAW"]),
 ]
 
 
@@ -82,13 +84,20 @@ def render(networks, ports):
         n_.append(f"-A SKIFF-POSTROUTING -s {p['container_ip']}/32 -d {p['container_ip']}/32 "
                   f"-p {p['proto']} -m {p['proto']} --dport {p['container_port']} -j MASQUERADE")
     n_.append("COMMIT")
-    return "\n".join(f + n_) + "\n"
+    # route_localnet=1 on a bridge would let a container address the host's
+    # 127.0.0.1 services: loopback destinations arriving from a bridge drop.
+    r = ["*raw"] + [f":{c} - [0:0]" for c in CHAINS_RAW]
+    for n in networks:
+        r.append(f"-A SKIFF-RAW -d 127.0.0.0/8 -i {n['bridge']} -j DROP")
+    r.append("COMMIT")
+    return "\n".join(f + n_ + r) + "\n"
 
 
 class Iptables:
     def __init__(self, binary=None):
         self.iptables = binary or shutil.which("iptables") or "/usr/sbin/iptables"
         self.restore = shutil.which("iptables-restore") or "/usr/sbin/iptables-restore"
+        self._hooked = False  # hooks and SKIFF-USER checked by this instance
 
     def _run(self, args, check=True, stdin=None):
         r = subprocess.run([self.iptables, "-w", "5"] + args, capture_output=True, text=True,
@@ -103,26 +112,30 @@ class Iptables:
     def apply(self, text):
         """Load skiff's chains (creating SKIFF-USER once) and make sure the
         hooks from the built-in chains exist."""
-        if not self.has_chain("filter", "SKIFF-USER"):
+        if not self._hooked and not self.has_chain("filter", "SKIFF-USER"):
             self._run(["-t", "filter", "-N", "SKIFF-USER"], check=False)
             self._run(["-t", "filter", "-A", "SKIFF-USER", "-j", "RETURN"])
         r = subprocess.run([self.restore, "-w", "5", "--noflush"], input=text,
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise errors.Internal(f"iptables-restore failed: {r.stderr.strip()}")
-        self.ensure_hooks()
+        if not self._hooked:
+            self.ensure_hooks()
 
     def ensure_hooks(self):
         for table, chain, rule in HOOKS:
             if self._run(["-t", table, "-C", chain] + rule, check=False).returncode != 0:
                 self._run(["-t", table, "-I", chain, "1"] + rule)
+        self._hooked = True
 
     def remove_all(self):
         """Remove every hook and chain of skiff (SKIFF-USER included)."""
         for table, chain, rule in HOOKS:
             while self._run(["-t", table, "-D", chain] + rule, check=False).returncode == 0:
                 pass
-        for table, chains in (("filter", CHAINS_FILTER + ("SKIFF-USER",)), ("nat", CHAINS_NAT)):
+        self._hooked = False
+        for table, chains in (("filter", CHAINS_FILTER + ("SKIFF-USER",)), ("nat", CHAINS_NAT),
+                              ("raw", CHAINS_RAW)):
             for c in chains:
                 self._run(["-t", table, "-F", c], check=False)
             for c in chains:

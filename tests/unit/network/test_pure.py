@@ -93,7 +93,8 @@ def test_rules_render_per_network():
            "--to-destination 172.17.0.2:80" in text
     assert "-A SKIFF-FORWARD -i br-x -o br-x -j DROP" in text  # icc off
     assert "-A SKIFF-ISOLATION-STAGE-2 -o br-x -j DROP" in text
-    assert text.count("COMMIT") == 2 and ":SKIFF-FORWARD - [0:0]" in text
+    assert "-A SKIFF-RAW -d 127.0.0.0/8 -i skiff0 -j DROP" in text
+    assert text.count("COMMIT") == 3 and ":SKIFF-FORWARD - [0:0]" in text
 
 
 def test_resolv_conf_rules():
