@@ -126,29 +126,40 @@ class _Applier:
         return fd
 
     def _mkdirs(self, rel: str) -> int:
-        parts = rel.split("/")
-        cur = os.dup(self.rootfd)
-        try:
-            for i, comp in enumerate(parts):
-                prefix = "/".join(parts[:i + 1])
-                try:
-                    nxt = ksys.openat2(self.rootfd, prefix, _DIR_FLAGS, 0, _RESOLVE)
-                except FileNotFoundError:
-                    try:
-                        os.mkdir(comp, 0o755, dir_fd=cur)
-                    except FileExistsError:
-                        raise LayerError(f"invalid layer: cannot create directory {prefix!r}: "
-                                         f"a dangling symlink is in the way") from None
-                    nxt = os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=cur)
-                except NotADirectoryError:
-                    raise LayerError(f"invalid layer: parent {prefix!r} is not a directory") \
-                        from None
-                os.close(cur)
-                cur = nxt
-            return cur
-        except BaseException:
-            os.close(cur)
-            raise
+        """Create the missing directories of ``rel``, resolving symlinks
+        on the way as if the snapshot root were ``/`` (a dangling absolute
+        symlink ``x -> /a/b`` makes ``x/f`` land in ``<root>/a/b/f``)."""
+        todo = [c for c in rel.split("/") if c][::-1]
+        stack: list[str] = []
+        links = 0
+        while todo:
+            comp = todo.pop()
+            if comp == ".":
+                continue
+            if comp == "..":
+                if stack:
+                    stack.pop()
+                continue
+            dfd = self.parent("/".join(stack)) if stack else self.rootfd
+            try:
+                st = os.stat(comp, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.mkdir(comp, 0o755, dir_fd=dfd)
+                stack.append(comp)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(comp)
+            elif stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > 40:
+                    raise LayerError(f"invalid layer: too many levels of symlinks in {rel!r}")
+                target = os.readlink(comp, dir_fd=dfd)
+                if target.startswith("/"):
+                    stack = []
+                todo.extend([c for c in target.split("/") if c][::-1])
+            else:
+                raise LayerError(f"invalid layer: parent {rel!r} is not a directory")
+        return ksys.openat2(self.rootfd, "/".join(stack) or ".", _DIR_FLAGS, 0, _RESOLVE)
 
     def remove(self, pfd: int, name: str) -> None:
         """Remove whatever is at name (replacement by a later entry)."""

@@ -85,8 +85,10 @@ class _Decompressed(io.RawIOBase):
             self._z = zlib.decompressobj(31)
         elif kind == "zstd":
             import zstandard
-            self._zr = zstandard.ZstdDecompressor().stream_reader(
-                src, read_size=CHUNK, read_across_frames=True, closefd=False)
+            self._zd = zstandard.ZstdDecompressor()
+            self._z = self._zd.decompressobj()
+            self._zin = b""
+            self._zerr = zstandard.ZstdError
 
     def readable(self):
         return True
@@ -95,10 +97,7 @@ class _Decompressed(io.RawIOBase):
         if self.kind == "tar":
             return self.src.read(size)
         if self.kind == "zstd":
-            try:
-                return self._zr.read(size)
-            except Exception as e:  # zstandard.ZstdError
-                raise LayerError(f"invalid zstd layer data: {e}") from None
+            return self._zstd()
         # gzip, possibly several members
         while True:
             z = self._z
@@ -121,15 +120,51 @@ class _Decompressed(io.RawIOBase):
             if out:
                 return out
 
+    def _zstd(self) -> bytes:
+        # input is fed in small pieces so that one call cannot inflate into
+        # more than ~128 MiB (zstd's RLE blocks), whatever the input
+        while True:
+            if not self._zin:
+                self._zin = self.src.read(CHUNK)
+                if not self._zin:
+                    if not self._z.eof and self._zstarted:
+                        raise LayerError("unexpected end of zstd layer data (truncated)")
+                    return b""
+            if self._z.eof:
+                rest = self._z.unused_data + self._zin
+                self._z = self._zd.decompressobj()
+                self._zstarted = False
+                self._zin = rest
+                if not rest:
+                    continue
+            piece, self._zin = self._zin[:4096], self._zin[4096:]
+            self._zstarted = True
+            try:
+                out = self._z.decompress(piece)
+            except self._zerr as e:
+                raise LayerError(f"invalid zstd layer data: {e}") from None
+            if out:
+                return out
+
+    _zstarted = False
+
     def read(self, size=-1):
-        b = self._raw(CHUNK if size is None or size < 0 else min(size, CHUNK))
-        if b:
-            self.n += len(b)
-            if self.n > self.max_bytes:
-                raise LayerError(f"layer exceeds the maximum uncompressed size "
-                                 f"({self.max_bytes} bytes)")
-            if self.kind != "tar":
-                self.h.update(b)
+        size = CHUNK if size is None or size < 0 else size
+        if not self._pending:
+            b = self._raw(min(size, CHUNK))
+            if b:
+                self.n += len(b)
+                if self.n > self.max_bytes:
+                    raise LayerError(f"layer exceeds the maximum uncompressed size "
+                                     f"({self.max_bytes} bytes)")
+                if self.kind != "tar":
+                    self.h.update(b)
+            self._pending = b
+        b = self._pending
+        if len(b) > size:
+            self._pending = b[size:]
+            return b[:size]
+        self._pending = b""
         return b
 
     def readinto(self, buf):
