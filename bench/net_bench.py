@@ -1,0 +1,181 @@
+#!/opt/skiff/venv/bin/python
+"""skiff's network data path, measured in a private network namespace.
+
+    /opt/skiff/venv/bin/python bench/net_bench.py [--seconds 3] [--requests 2000] [--json]
+
+Everything runs inside a throw-away "host" namespace (created and deleted
+here): skiff0, the SKIFF chains, two containers (bare namespaces, no
+runtime needed) with iperf3 and busybox httpd started in them by nsenter.
+
+Figures:
+- throughput container→container over skiff0 (iperf3),
+- throughput host→published port through 127.0.0.1 (DNAT in OUTPUT +
+  MASQUERADE, no userland proxy),
+- connection rate (ab, one TCP connection per request, busybox httpd) for
+  container→container and host→published port,
+- network setup+teardown latency per container (veth, address, DNAT),
+each beside a baseline that has no bridge and no NAT: the same server on
+the namespace's own loopback. The ratios are skiff / baseline.
+
+docker is not measured: dockerd would have to run on this shared machine,
+where other engineers' test suites snapshot cgroups, processes and mounts;
+see the report. skiff's data path (veth + Linux bridge + iptables DNAT/
+MASQUERADE) is dockerd's with "userland-proxy": false.
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from skiff import sys as ksys  # noqa: E402
+
+
+def sh(cmd, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run(cmd, **kw)
+
+
+def ns_cmd(path, cmd):
+    return ["nsenter", f"--net={path}"] + cmd if path else cmd
+
+
+def wait_listen(path, port, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f":{port} " in sh(ns_cmd(path, ["busybox", "netstat", "-ltn"])).stdout:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def iperf(client_ns, host, port, seconds):
+    r = sh(ns_cmd(client_ns, ["iperf3", "-c", host, "-p", str(port), "-t", str(seconds), "-J"]),
+           timeout=seconds + 30)
+    data = json.loads(r.stdout)
+    if "error" in data:
+        raise RuntimeError(data["error"])
+    return data["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def ab(client_ns, url, n):
+    r = sh(ns_cmd(client_ns, ["ab", "-q", "-n", str(n), "-c", "4", url]), timeout=120)
+    m = re.search(r"Requests per second:\s+([\d.]+)", r.stdout)
+    if not m or "Failed requests:        0" not in r.stdout:
+        raise RuntimeError(f"ab failed: {r.stdout[-500:]} {r.stderr[-500:]}")
+    return float(m.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--setups", type=int, default=20)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for tool in ("iperf3", "ab", "busybox", "nsenter"):
+        if not shutil.which(tool):
+            sys.exit(f"net_bench: {tool} is missing (./install.sh --dev)")
+    if os.geteuid() != 0:
+        sys.exit("net_bench: run as root")
+
+    name = f"skiff-bench-{secrets.token_hex(3)}"
+    sh(["ip", "netns", "add", name], check=True)
+    orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    ksys.setns(fd, ksys.CLONE_NEWNET)
+    os.close(fd)
+    sh(["ip", "link", "set", "lo", "up"], check=True)
+    tmp = tempfile.mkdtemp(prefix="skiff-netbench-")
+    procs = []
+    results = {}
+    from skiff.network import NetworkManager
+    m = NetworkManager(os.path.join(tmp, "state"), os.path.join(tmp, "run"),
+                       {"dns-forward": False})
+    try:
+        m.ensure_default()
+        www = os.path.join(tmp, "www")
+        os.makedirs(www)
+        with open(os.path.join(www, "index.html"), "w") as f:
+            f.write("x" * 612)  # nginx's default page size
+        srv = m.setup_container("a" * 64, "server",
+                                ports={"5201/tcp": [{"HostIp": "", "HostPort": "15201"}],
+                                       "80/tcp": [{"HostIp": "", "HostPort": "18080"}]})
+        cli = m.setup_container("b" * 64, "client")
+        sp, cp, ip = srv["SandboxKey"], cli["SandboxKey"], srv["IPAddress"]
+
+        def start(cmd):
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            procs.append(p)
+            return p
+        start(ns_cmd(sp, ["iperf3", "-s", "-p", "5201"]))
+        start(ns_cmd(sp, ["busybox", "httpd", "-f", "-p", "80", "-h", www]))
+        start(["iperf3", "-s", "-p", "25201"])  # baseline on the namespace's loopback
+        start(["busybox", "httpd", "-f", "-p", "28080", "-h", www])
+        for path, port in ((sp, 5201), (sp, 80), (None, 25201), (None, 28080)):
+            wait_listen(path, port)
+
+        s = args.seconds
+        results["throughput_gbit"] = {
+            "container_to_container": iperf(cp, ip, 5201, s),
+            "host_to_published_port": iperf(None, "127.0.0.1", 15201, s),
+            "baseline_loopback": iperf(None, "127.0.0.1", 25201, s),
+        }
+        n = args.requests
+        results["connections_per_s"] = {
+            "container_to_container": ab(cp, f"http://{ip}:80/index.html", n),
+            "host_to_published_port": ab(None, "http://127.0.0.1:18080/index.html", n),
+            "baseline_loopback": ab(None, "http://127.0.0.1:28080/index.html", n),
+        }
+        t0 = time.perf_counter()
+        for i in range(args.setups):
+            cid = f"{i + 16:064x}"
+            m.setup_container(cid, f"c{i}", publish_all=True, exposed_ports={"80/tcp": {}})
+            m.teardown_container(cid)
+        results["setup_teardown_ms"] = (time.perf_counter() - t0) * 1000 / args.setups
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        for cid in ("a" * 64, "b" * 64):
+            m.teardown_container(cid)
+        m.cleanup()
+        m.close()
+        ksys.setns(orig, ksys.CLONE_NEWNET)
+        os.close(orig)
+        sh(["ip", "netns", "del", name])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    t, c = results["throughput_gbit"], results["connections_per_s"]
+    print(f"{'':32}{'skiff':>12}{'baseline':>12}{'ratio':>8}")
+    for label, key in (("c2c throughput (Gbit/s)", "container_to_container"),
+                       ("host->published (Gbit/s)", "host_to_published_port")):
+        print(f"{label:32}{t[key]:12.2f}{t['baseline_loopback']:12.2f}"
+              f"{t[key] / t['baseline_loopback']:8.2f}")
+    for label, key in (("c2c connections/s", "container_to_container"),
+                       ("host->published connections/s", "host_to_published_port")):
+        print(f"{label:32}{c[key]:12.0f}{c['baseline_loopback']:12.0f}"
+              f"{c[key] / c['baseline_loopback']:8.2f}")
+    print(f"{'network setup+teardown (ms)':32}{results['setup_teardown_ms']:12.1f}")
+    print("baseline: same server on the namespace's loopback (no bridge, no NAT)")
+
+
+if __name__ == "__main__":
+    main()
