@@ -11,10 +11,10 @@ __all__ = ["pull", "push", "login", "logout", "check_login", "RegistryConfig", "
 
 def __getattr__(name):
     if name == "pull":
-        from .pull import pull
+        from .puller import pull
         return pull
     if name == "push":
-        from .push import push
+        from .pusher import push
         return push
     if name in ("login", "logout", "check_login"):
         from . import account as m

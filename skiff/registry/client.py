@@ -269,7 +269,11 @@ class Repository:
         realm = ch.realm
         if not realm:
             raise Unauthorized("invalid bearer challenge: no realm")
-        who = self.creds.username or ("<token>" if self.creds.identity_token else "")
+        who = ""
+        if not self.creds.empty:   # tokens are per credential, not per user name
+            import hashlib
+            who = hashlib.sha256(f"{self.creds.username}\0{self.creds.password}\0"
+                                 f"{self.creds.identity_token}".encode()).hexdigest()
         key = (realm, ch.service, tuple(sorted(scopes)), who)
         if not fresh:
             tok = TOKENS.get(key)

@@ -133,7 +133,12 @@ class RegistryConfig:
         """A TLS context for ``host``: the system CAs plus
         ``<certs_dir>/<host>/*.crt``, and a client certificate from
         ``*.cert`` + ``*.key`` (Docker's certs.d layout)."""
-        key = (host, verify)
+        d = os.path.join(self.certs_dir, host)
+        try:   # certs.d is re-read when its files change (Docker reads it per connection)
+            stamp = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(d)))
+        except OSError:
+            stamp = ()
+        key = (host, verify, stamp)
         with self._lock:
             ctx = self._ssl_cache.get(key)
             if ctx is not None:
@@ -142,8 +147,7 @@ class RegistryConfig:
             if not verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            d = os.path.join(self.certs_dir, host)
-            if os.path.isdir(d):
+            if stamp:
                 names = sorted(os.listdir(d))
                 for n in names:
                     p = os.path.join(d, n)

@@ -8,7 +8,7 @@ from skiff.errors import NotFound
 from skiff.registry.auth import (DOCKER_HUB_AUTH_KEY, CredentialStore, Credentials,
                                  TokenCache, parse_challenges)
 from skiff.registry.progress import human_size, render_bar
-from skiff.registry.pull import parse_platform, select_manifest
+from skiff.registry.puller import parse_platform, select_manifest
 
 
 def test_bearer_challenge():

@@ -138,15 +138,11 @@ def _content(images):
 
 
 def _snapshots(images):
-    return images.snapshots
+    return images.storage
 
 
 def _image_exists(images, config_digest: str) -> bool:
-    try:
-        images.get(config_digest)
-        return True
-    except NotFound:
-        return False
+    return images.exists(config_digest)
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -234,9 +230,9 @@ def _pull_from(images, repo: Repository, ref: Reference, body: bytes, mt: str, d
     if mt in (MT_DOCKER_V1, MT_DOCKER_V1_SIGNED):
         raise InvalidArgument(_schema1_message(ref))
     manifest = json.loads(body)
-    index = None
+    index = index_body = None
     if mt in INDEX_TYPES or (not mt and "manifests" in manifest):
-        index = manifest
+        index, index_body = manifest, body
         entry = select_manifest(index, want)
         body, mt, digest = repo.get_manifest(entry["digest"])
         if mt in (MT_DOCKER_V1, MT_DOCKER_V1_SIGNED):
@@ -278,15 +274,15 @@ def _pull_from(images, repo: Repository, ref: Reference, body: bytes, mt: str, d
     if not existed:
         _fetch_layers(images, repo, layers, diff_ids, chains, p, config, cancel)
     changed = _register(images, ref, manifest_body=body, manifest_digest=digest,
-                        config_digest=cfg_digest, top_digest=top_digest, index=index,
-                        existed=existed)
+                        config_digest=cfg_digest, top_digest=top_digest,
+                        index_body=index_body)
     p.message(f"Digest: {top_digest}")
     name = ref.familiar
     if changed or not existed:
         p.message(f"Status: Downloaded newer image for {name}")
     else:
         p.message(f"Status: Image is up to date for {name}")
-    return images.get(cfg_digest)
+    return images.get(ref.familiar if not ref.digest else cfg_digest)
 
 
 def _schema1_message(ref: Reference) -> str:
@@ -345,7 +341,7 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
             futures[i].result()          # raises the download's error
             if cancel.is_set():
                 raise Cancelled()
-            _extract(snaps, content, layers[i], diff_ids[i], parent, chains[i], ids[i], p)
+            _extract(images, content, layers[i], diff_ids[i], parent, chains[i], ids[i], p)
             parent = chains[i]
     except BaseException:
         cancel.set()
@@ -461,14 +457,14 @@ class _ProgressReader:
         return b
 
 
-def _extract(snaps, content, desc: dict, diff_id: str, parent: str | None, chain: str,
+def _extract(images, content, desc: dict, diff_id: str, parent: str | None, chain: str,
              sid: str, p: Progress) -> None:
-    if not snaps.has(chain):
+    if not _snapshots(images).has(chain):
         digest = desc["digest"]
         total = content.size(digest)
         with content.open(digest) as f:
-            r = _ProgressReader(f, sid, total, p)
-            got, _ = snaps.apply(parent, r, diff_id=diff_id, digest=digest)
+            got = images.apply_layer(parent, diff_id, digest,
+                                     fileobj=_ProgressReader(f, sid, total, p))
         p.bytes(sid, "Extracting", total, total, force=True)
         if got != chain:
             raise DigestMismatch(f"layer chain mismatch: {got} != {chain}")
@@ -476,10 +472,20 @@ def _extract(snaps, content, desc: dict, diff_id: str, parent: str | None, chain
 
 
 def _register(images, ref: Reference, *, manifest_body: bytes, manifest_digest: str,
-              config_digest: str, top_digest: str, index, existed: bool) -> bool:
-    """Hand the pulled image to the image service; True when a tag moved."""
-    content = _content(images)
-    if not content.has(manifest_digest):
-        content.add_bytes(manifest_body, manifest_digest)
-    return images.add_pulled(ref, manifest_digest=manifest_digest, config_digest=config_digest,
-                             repo_digest=top_digest)
+              config_digest: str, top_digest: str, index_body: bytes | None) -> bool:
+    """Hand the pulled image to the image service; True when the tag moved
+    (Docker's "Downloaded newer image" versus "Image is up to date")."""
+    before = config_digest if ref.digest else None
+    if ref.tag and not ref.digest:
+        try:
+            before = images.resolve(ref.familiar)
+        except SkiffError:
+            before = None
+    img = images.add(manifest_body, images.content.read(config_digest), ref.familiar,
+                     manifest_digest=manifest_digest)
+    if top_digest != manifest_digest and index_body is not None:
+        # the repo digest users see is the index's (what the tag points to)
+        images._register(images.content.read(config_digest), img.layers,
+                         repo_digests=[f"{ref.familiar_name}@{top_digest}"],
+                         manifest_digest=top_digest, manifest_bytes=index_body)
+    return before != config_digest

@@ -14,7 +14,7 @@ from .client import (MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, Pool, RegistryError, R
                      TransportError)
 from .config import RegistryConfig
 from .progress import Progress, short_id
-from .pull import _credentials
+from .puller import _credentials
 from .reference import Reference, parse
 
 DOCKER_CONFIG_MT = "application/vnd.docker.container.image.v1+json"
@@ -33,10 +33,15 @@ def manifest_for(image, content) -> tuple[bytes, str]:
     """The manifest to push: the one the image was pulled with when the
     content store still has it (the digest then stays the same), else a new
     one from the image's config and layer descriptors."""
-    md = getattr(image, "manifest_digest", None)
-    if md and content.has(md):
+    record = getattr(image, "record", None) or {}
+    for md in record.get("manifests") or []:
+        if not content.has(md):
+            continue
         body = content.read(md)
-        mt = json.loads(body).get("mediaType") or MT_DOCKER_MANIFEST
+        m = json.loads(body)
+        if "layers" not in m or (m.get("config") or {}).get("digest") != image.id:
+            continue                   # an index, or not this image's manifest
+        mt = m.get("mediaType") or MT_DOCKER_MANIFEST
         return body, mt
     layers = [dict(d) for d in image.layers]
     oci = any(d.get("mediaType", "").startswith("application/vnd.oci.") for d in layers)

@@ -1,0 +1,131 @@
+"""TLS with a test CA, htpasswd basic auth and Docker Hub's bearer-token
+flow (local registry + token service), login/logout."""
+
+import json
+import ssl
+
+import pytest
+
+from skiff import errors
+from skiff.registry import check_login, login, logout, pull, push
+from skiff.registry.auth import CredentialStore
+from skiff.testing import registry as R
+
+from .conftest import USERS
+
+
+def small_image(text="hi\n"):
+    return R.build_image([R.layer_tar({"hello.txt": text})])
+
+
+def test_tls_needs_the_ca_unless_insecure(tls_registry, ca, images, config):
+    ctx = ssl.create_default_context(cafile=ca.ca_crt)
+    img = small_image()
+    R.push_raw(tls_registry, "secure/app", img, context=ctx)
+    name = f"{tls_registry.host}/secure/app"
+    config.insecure_registries = []          # verify certificates even on loopback
+    with pytest.raises(errors.SkiffError) as e:
+        pull(images, name, config=config)
+    assert "certificate" in str(e.value)
+    assert images.list_json() == []
+    # the CA in certs.d/<host:port>/ca.crt (Docker's layout) makes it trusted
+    ca.install(config.certs_dir, tls_registry.host)
+    got = pull(images, name, config=config)
+    assert got.id == img["config"]
+
+
+def test_tls_loopback_is_insecure_by_default(tls_registry, ca, images, tmp_path):
+    from skiff.registry.config import RegistryConfig
+    ctx = ssl.create_default_context(cafile=ca.ca_crt)
+    img = small_image("insecure\n")
+    R.push_raw(tls_registry, "app", img, context=ctx)
+    cfg = RegistryConfig(certs_dir=str(tmp_path / "none"))
+    assert pull(images, f"{tls_registry.host}/app", config=cfg).id == img["config"]
+
+
+def test_basic_auth_pull_login_logout(basic_registry, images, config):
+    img = small_image("basic\n")
+    R.push_raw(basic_registry, "private/app", img, auth=("alice", USERS["alice"]))
+    name = f"{basic_registry.host}/private/app"
+    with pytest.raises(errors.Unauthorized) as e:
+        pull(images, name, config=config, auth={})
+    assert "no basic auth credentials" in str(e.value)
+    with pytest.raises(errors.Unauthorized):
+        pull(images, name, config=config, auth={"username": "alice", "password": "wrong"})
+    assert images.list_json() == []
+    got = pull(images, name, config=config,
+               auth={"username": "alice", "password": USERS["alice"]})
+    assert got.id == img["config"]
+
+    # login checks and stores; a pull without explicit auth then uses the store
+    with pytest.raises(errors.Unauthorized) as e:
+        login(basic_registry.host, "alice", "nope", config=config)
+    assert "401 Unauthorized" in str(e.value)
+    assert CredentialStore(config.auth_config_path).get(basic_registry.host).empty
+    out = login(basic_registry.host, "bob", USERS["bob"], config=config)
+    assert out == {"Status": "Login Succeeded", "IdentityToken": ""}
+    stored = json.load(open(config.auth_config_path))["auths"][basic_registry.host]
+    assert stored == {"auth": "Ym9iOmJ1aWxkZXI="}           # base64("bob:builder")
+    images.remove(name, force=True)
+    assert pull(images, name, config=config).id == img["config"]
+    assert logout(basic_registry.host, config_path=config.auth_config_path)
+    with pytest.raises(errors.Unauthorized):
+        pull(images, name + ":latest", config=config)
+
+
+def test_bearer_token_flow(token_registry, token_service, images, config, messages):
+    from skiff.registry.auth import Credentials
+    name = f"{token_registry.host}/alice/app"
+    # Docker Hub behaviour: anonymous users may pull, not push
+    base = pull_target = small_image("token\n")  # noqa: F841
+    with pytest.raises(errors.NotFound):
+        pull(images, name, config=config)
+    assert token_service.requests[-1]["user"] == ""
+    assert token_service.requests[-1]["scopes"] == ["repository:alice/app:pull"]
+
+    creds = {"username": "alice", "password": USERS["alice"]}
+    R_push_with_token(token_registry, token_service, "alice/app", base)
+    anon = [r for r in token_service.requests if r["user"] == ""]
+    assert anon[0]["granted"][0]["actions"] == ["pull"]
+    token_service.requests.clear()
+    got = pull(images, name, config=config, progress=messages)
+    assert got.id == pull_target["config"]
+    # the anonymous token of the first attempt is still valid: reused from the cache
+    assert token_service.requests == []
+
+    images.tag(name, f"{token_registry.host}/alice/copy", "v1")
+    with pytest.raises(errors.Unauthorized) as e:
+        push(images, f"{token_registry.host}/alice/copy:v1", config=config, auth={})
+    assert "denied" in str(e.value) or "unauthorized" in str(e.value)
+    token_service.requests.clear()
+    digest = push(images, f"{token_registry.host}/alice/copy:v1", config=config, auth=creds)
+    assert digest == pull_target["digest"]
+    users = {r["user"] for r in token_service.requests}
+    assert users == {"alice"}
+    assert any("repository:alice/copy:pull,push" in r["scopes"] for r in token_service.requests)
+    # login against the token service: good and bad passwords
+    assert check_login(token_registry.host, Credentials("bob", USERS["bob"]),
+                       config)["Status"] == "Login Succeeded"
+    with pytest.raises(errors.Unauthorized) as e:
+        check_login(token_registry.host, Credentials("bob", "bad"), config)
+    assert "incorrect username or password" in str(e.value)
+
+
+def R_push_with_token(reg, svc, repo, image):
+    """Upload with a token the service issues to alice (urllib, no skiff)."""
+    import urllib.request
+    tok = svc.issue("alice", [{"type": "repository", "name": repo, "actions": ["pull", "push"]}])
+    hdr = {"Authorization": f"Bearer {tok}"}
+    for d, data in image["blobs"].items():
+        req = urllib.request.Request(f"{reg.url}/v2/{repo}/blobs/uploads/", data=b"",
+                                     headers=hdr, method="POST")
+        loc = urllib.request.urlopen(req).headers["Location"]
+        if loc.startswith("/"):
+            loc = reg.url + loc
+        sep = "&" if "?" in loc else "?"
+        urllib.request.urlopen(urllib.request.Request(
+            f"{loc}{sep}digest={d}", data=data, method="PUT",
+            headers={**hdr, "Content-Type": "application/octet-stream"})).read()
+    urllib.request.urlopen(urllib.request.Request(
+        f"{reg.url}/v2/{repo}/manifests/latest", data=image["manifest"], method="PUT",
+        headers={**hdr, "Content-Type": image["media_type"]})).read()

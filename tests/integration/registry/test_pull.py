@@ -1,0 +1,184 @@
+"""skiff pulls from a real docker-registry on 127.0.0.1."""
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from skiff import errors
+from skiff.registry import pull
+from skiff.testing import registry as R
+
+
+def _rootfs_file(images, img, path):
+    """Read ``path`` from the image's top-most snapshot that has it."""
+    for chain in reversed(img.chain_ids):
+        p = os.path.join(images.storage.path(chain), path.lstrip("/"))
+        if os.path.lexists(p):
+            return p
+    return None
+
+
+def two_layer_image(busybox_layer, kind="docker", extra=b"hello from layer 2\n", **kw):
+    return R.build_image([busybox_layer, R.layer_tar({"etc/motd": extra})], kind=kind, **kw)
+
+
+def test_pull_plain_http_with_docker_progress(plain_registry, images, config, messages,
+                                              busybox_layer):
+    img = two_layer_image(busybox_layer)
+    R.push_raw(plain_registry, "library/busybox", img)
+    config.default_registry = plain_registry.host       # busybox → this registry
+    got = pull(images, "busybox", config=config, progress=messages)
+
+    assert got.id == img["config"]
+    assert "busybox:latest" in got.repo_tags
+    assert f"busybox@{img['digest']}" in got.repo_digests
+    assert images.get("busybox").id == img["config"]
+    bb = _rootfs_file(images, got, "bin/busybox")
+    assert bb and os.path.getsize(bb) > 100_000
+    with open(_rootfs_file(images, got, "etc/motd"), "rb") as f:
+        assert f.read() == b"hello from layer 2\n"
+
+    assert messages[0] == {"status": "Pulling from library/busybox", "id": "latest"}
+    for digest in img["layers"]:
+        sid = digest[7:19]
+        st = messages.statuses(sid)
+        assert st[0] == "Pulling fs layer"
+        assert "Downloading" in st
+        for phase in ("Verifying Checksum", "Download complete", "Extracting"):
+            assert phase in st
+        assert st[-1] == "Pull complete"
+        assert st.index("Download complete") < st.index("Extracting")
+        dl = [m for m in messages if m.get("id") == sid and m["status"] == "Downloading"]
+        size = len(img["blobs"][digest])
+        assert dl[-1]["progressDetail"] == {"current": size, "total": size}
+        assert dl[-1]["progress"].startswith("[")
+        assert messages[1 if digest == img["layers"][0] else 2]["progressDetail"] == {}
+    assert messages[-2] == {"status": f"Digest: {img['digest']}"}
+    assert messages[-1] == {"status": "Status: Downloaded newer image for busybox:latest"}
+
+    # pulling again: nothing downloaded, "Image is up to date"
+    messages.clear()
+    pull(images, "busybox", config=config, progress=messages)
+    assert [m["status"] for m in messages] == [
+        "Pulling from library/busybox", f"Digest: {img['digest']}",
+        "Status: Image is up to date for busybox:latest"]
+
+
+def test_shared_layer_already_exists_and_digest_pull(plain_registry, images, config,
+                                                     messages, busybox_layer):
+    a = two_layer_image(busybox_layer, extra=b"a\n")
+    b = two_layer_image(busybox_layer, extra=b"b\n")
+    R.push_raw(plain_registry, "apps/a", a, tag="1")
+    R.push_raw(plain_registry, "apps/b", b, tag=None)
+    pull(images, f"{plain_registry.host}/apps/a:1", config=config)
+    ref = f"{plain_registry.host}/apps/b@{b['digest']}"
+    got = pull(images, ref, config=config, progress=messages)
+    assert got.id == b["config"]
+    assert messages[0]["id"] == b["digest"]
+    base = b["layers"][0][7:19]
+    assert messages.statuses(base) == ["Already exists"]
+    assert messages.statuses(b["layers"][1][7:19])[-1] == "Pull complete"
+    assert images.get(ref).id == b["config"]
+    assert not any(t.startswith(f"{plain_registry.host}/apps/b:") for t in got.repo_tags)
+
+
+def test_index_platform_selection(plain_registry, images, config, messages, busybox_layer):
+    amd = R.build_image([R.layer_tar({"arch": "amd64\n"})], kind="oci", arch="amd64")
+    arm = R.build_image([R.layer_tar({"arch": "arm64\n"})], kind="oci", arch="arm64",
+                        variant="v8")
+    for im in (amd, arm):
+        R.push_raw(plain_registry, "multi", im, tag=None)
+    idx = R.index_of([(amd, {"os": "linux", "architecture": "amd64"}),
+                      (arm, {"os": "linux", "architecture": "arm64", "variant": "v8"})])
+    R.push_raw(plain_registry, "multi", idx, tag="latest")
+    name = f"{plain_registry.host}/multi"
+    got = pull(images, name, config=config, platform="linux/arm64", progress=messages)
+    assert got.id == arm["config"] and got.config["architecture"] == "arm64"
+    assert messages[-2] == {"status": f"Digest: {idx['digest']}"}   # the index's digest
+    assert images.get(f"{name}@{idx['digest']}").id == arm["config"]
+    got = pull(images, name, config=config, platform="linux/amd64")
+    assert got.id == amd["config"]
+    assert images.get(f"{name}:latest").id == amd["config"]
+    with pytest.raises(errors.NotFound) as e:
+        pull(images, name, config=config, platform="linux/s390x")
+    assert str(e.value) == "no matching manifest for linux/s390x in the manifest list entries"
+
+
+def test_zstd_and_foreign_layers(plain_registry, images, config, tmp_path, busybox_layer):
+    raw_foreign = R.layer_tar({"foreign.txt": "from a URL\n"})
+    blob = R.gz(raw_foreign)
+    fdigest = R.sha256(blob)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "layer.tar.gz").write_bytes(blob)
+    with R.FileServer(str(www)) as fs:
+        img = R.build_image([busybox_layer, R.layer_tar({"z.txt": "zstd layer\n"})],
+                            kind="oci", compress="zstd")
+        man = json.loads(img["manifest"])
+        man["layers"].append({"mediaType": R.MT_LAYER["foreign"], "size": len(blob),
+                              "digest": fdigest, "urls": [fs.url("layer.tar.gz")]})
+        cfg = json.loads(img["blobs"][img["config"]])
+        cfg["rootfs"]["diff_ids"].append(R.sha256(raw_foreign))
+        cfgb = json.dumps(cfg).encode()
+        del img["blobs"][img["config"]]
+        img["blobs"][R.sha256(cfgb)] = cfgb
+        man["config"].update(digest=R.sha256(cfgb), size=len(cfgb))
+        img["manifest"] = json.dumps(man).encode()
+        img["digest"] = R.sha256(img["manifest"])
+        R.push_raw(plain_registry, "fz", img)          # the foreign blob is not in the registry
+        got = pull(images, f"{plain_registry.host}/fz", config=config)
+        assert fs.hits.get("/layer.tar.gz") == 1
+    assert open(_rootfs_file(images, got, "z.txt")).read() == "zstd layer\n"
+    assert open(_rootfs_file(images, got, "foreign.txt")).read() == "from a URL\n"
+
+
+def test_missing_tag_and_repository(plain_registry, images, config):
+    R.push_raw(plain_registry, "there", R.build_image([R.layer_tar({"a": "a"})]))
+    with pytest.raises(errors.NotFound) as e:
+        pull(images, f"{plain_registry.host}/there:nope", config=config)
+    assert str(e.value) == (f"manifest for {plain_registry.host}/there:nope not found: "
+                            "manifest unknown: manifest unknown")
+    with pytest.raises(errors.NotFound) as e:
+        pull(images, f"{plain_registry.host}/nothere", config=config)
+    # distribution 2.8 answers MANIFEST_UNKNOWN for an unknown repository too
+    assert str(e.value) == (f"manifest for {plain_registry.host}/nothere:latest not found: "
+                            "manifest unknown: manifest unknown")
+    assert images.list_json() == []
+
+
+def test_schema1_refused(images, config):
+    """distribution 2.8 no longer accepts schema1 uploads, so a tiny server
+    plays an old registry that still serves one."""
+    body = json.dumps({"schemaVersion": 1, "name": "old", "tag": "latest",
+                       "fsLayers": [], "history": []}).encode()
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path == "/v2/":
+                data, ct = b"{}", "application/json"
+            else:
+                data, ct = body, "application/vnd.docker.distribution.manifest.v1+prettyjws"
+            self.send_response(200)
+            self.send_header("Content-Type", ct)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        with pytest.raises(errors.InvalidArgument) as e:
+            pull(images, f"{host}/old", config=config)
+        assert "schema 1 support has been removed" in str(e.value)
+        assert images.list_json() == []
+    finally:
+        srv.shutdown()
+        srv.server_close()
