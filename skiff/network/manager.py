@@ -273,6 +273,24 @@ class NetworkManager:
             raise
         return {"Id": nid, "Warning": ""}
 
+    def create_from_request(self, body):
+        """POST /networks/create body (Docker's shape) → create(...)."""
+        body = body or {}
+        ipam_body = body.get("IPAM") or {}
+        cfgs = ipam_body.get("Config") or []
+        if len(cfgs) > 1:
+            raise errors.InvalidArgument("skiff supports one IPAM config (one IPv4 subnet) "
+                                         "per network")
+        cfg = cfgs[0] if cfgs else {}
+        return self.create(body.get("Name") or "", driver=body.get("Driver") or "bridge",
+                           subnet=cfg.get("Subnet") or None, gateway=cfg.get("Gateway") or None,
+                           ip_range=cfg.get("IPRange") or None,
+                           internal=bool(body.get("Internal")), labels=body.get("Labels"),
+                           options=body.get("Options"), attachable=bool(body.get("Attachable")),
+                           enable_ipv6=bool(body.get("EnableIPv6")),
+                           ipam_driver=ipam_body.get("Driver"),
+                           ipam_options=ipam_body.get("Options"))
+
     def remove(self, ref):
         """``docker network rm``."""
         with self.store.tx() as db:
@@ -390,8 +408,9 @@ class NetworkManager:
             containers[e["container_id"]] = {
                 "Name": e["container_name"], "EndpointID": e["id"], "MacAddress": e["mac"],
                 "IPv4Address": f"{e['ip']}/{plen}", "IPv6Address": ""}
-        if n["driver"] == "host":
-            for s in db.execute("SELECT * FROM sandboxes WHERE mode='host'"):
+        if n["driver"] in ("host", "null"):
+            mode = "host" if n["driver"] == "host" else "none"
+            for s in db.execute("SELECT * FROM sandboxes WHERE mode=?", (mode,)):
                 containers[s["container_id"]] = {"Name": s["name"], "EndpointID": "",
                                                  "MacAddress": "", "IPv4Address": "",
                                                  "IPv6Address": ""}
@@ -713,11 +732,30 @@ class NetworkManager:
                 "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                 "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
-    def network_settings(self, container_id):
-        """NetworkSettings of ``docker inspect`` for a container (empty
-        settings when it has no network set up)."""
+    def network_settings(self, container_id, networks=None):
+        """NetworkSettings of ``docker inspect`` for a container. For a
+        container whose network is not set up (created or exited), pass the
+        ``networks`` it is configured with (mode string or EndpointsConfig
+        dict): they are listed with empty addresses, as Docker does."""
         db = self.store.read()
         sb = db.execute("SELECT * FROM sandboxes WHERE container_id=?", (container_id,)).fetchone()
+        if sb is None and networks is not None:
+            out = self.network_settings(container_id)
+            mode, nets = self._parse_networks(networks)
+            names = [mode] if mode in ("host", "none") else [k for k, _ in nets]
+            for ref in names:
+                try:
+                    n = self._get(db, ref)
+                except errors.NotFound:
+                    continue
+                ep = self._empty_endpoint(n)
+                cfg = dict(nets).get(ref) or {} if nets else {}
+                ip, aliases = self._endpoint_cfg(cfg)
+                if ip:
+                    ep["IPAMConfig"] = {"IPv4Address": ip}
+                ep["Aliases"] = aliases or None
+                out["Networks"][n["name"]] = ep
+            return out
         out = {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
                "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,

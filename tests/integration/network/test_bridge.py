@@ -285,6 +285,14 @@ def test_network_create_inspect_rm_prune(manager):
         manager.remove("bridge")
     with pytest.raises(errors.NotFound, match="network nope not found"):
         manager.inspect_json("nope")
+    req = manager.create_from_request({"Name": "fromapi", "Driver": "bridge", "IPAM": {
+        "Driver": "default", "Config": [{"Subnet": "10.56.0.0/24"}]}, "Labels": {"x": "1"}})
+    assert manager.inspect_json(req["Id"])["IPAM"]["Config"][0] == \
+        {"Subnet": "10.56.0.0/24", "Gateway": "10.56.0.1"}
+    stopped = manager.network_settings(CID[9], {"fromapi": {"Aliases": ["db"]}})
+    assert stopped["Networks"]["fromapi"]["IPAddress"] == "" and \
+        stopped["Networks"]["fromapi"]["NetworkID"] == req["Id"]
+    manager.remove("fromapi")
     manager.create("unused", labels={"x": "1"})
     assert [n["Name"] for n in manager.list_json({"label": ["x=1"]})] == ["unused"]
     assert [n["Name"] for n in manager.list_json({"type": ["custom"]})] == ["custom", "unused"]
@@ -311,6 +319,7 @@ def test_none_host_and_container_modes(manager):
     none = manager.setup_container(CID[1], "isolated", networks="none")
     assert set(_addrs(none["SandboxKey"])) == {"lo"}
     assert list(none["Networks"]) == ["none"]
+    assert manager.inspect_json("none")["Containers"][CID[1]]["Name"] == "isolated"
     base = manager.setup_container(CID[2], "base")
     assert manager.netns_for_mode(f"container:{CID[2]}") == base["SandboxKey"]
     joined = manager.setup_container(CID[3], "joined", networks=f"container:{CID[2]}")
