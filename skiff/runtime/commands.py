@@ -113,7 +113,14 @@ def _create(root, opts, pos, log, console_sock=None):
             init_opts["console_fd"] = console_sock.fileno()
             init_opts["console_sock_obj"] = console_sock
         prog = process.prepare_seccomp(cfg.seccomp, init_opts["seccomp_cache"])
-        pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog)
+        # an O_PATH handle on the fifo, opened here as host root: the init (maybe
+        # an unprivileged user namespace's root) reopens it through /proc/self/fd
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        init_opts["fifo_fd"] = fifo_fd
+        try:
+            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog)
+        finally:
+            os.close(fifo_fd)
         data = {"ociVersion": cfg.oci_version, "id": cid, "pid": pid,
                 "start_time": proc_start_time(pid), "bundle": bundle,
                 "rootfs": cfg.root_path, "created": now_rfc3339(),

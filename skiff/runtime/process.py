@@ -207,7 +207,7 @@ def _stage2(ch, cfg, prog):
         k.setdomainname(cfg.domainname)
     ch.send(type="hooks")
     ch.expect("hooks-done")
-    fifo = os.open(opts["fifo"], os.O_PATH | os.O_CLOEXEC)
+    fifo = opts["fifo_fd"]  # opened by the runtime (host root) before the fork
     rootfs.pivot(root, opts.get("no_pivot", False))
     if cfg.sysctl:
         rootfs.write_sysctl(cfg.sysctl)
