@@ -1,0 +1,122 @@
+"""The seed's first chapter, driven through the storage API with real
+overlayfs mounts: read-only image layers under one writable layer per
+container; commit turns the writable layer into a new image layer."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from skiff import errors
+
+
+def test_file_created_in_one_container_is_not_seen_in_another(images, busybox, mounted):
+    a = mounted("ctr-a", "busybox:latest")
+    b = mounted("ctr-b", "busybox:latest")
+    with open(os.path.join(a, "root", "note.txt"), "w") as f:
+        f.write("written in a\n")
+    assert os.path.exists(os.path.join(a, "root", "note.txt"))
+    assert not os.path.exists(os.path.join(b, "root", "note.txt"))
+    # and the image's own layer is untouched
+    base = images.storage.path(busybox.chain_ids[-1])
+    assert not os.path.exists(os.path.join(base, "root", "note.txt"))
+    # both containers see the image's files through their overlay
+    assert os.path.exists(os.path.join(b, "bin", "busybox"))
+    assert [c["Path"] for c in images.container_changes("ctr-a")] == ["/root", "/root/note.txt"]
+
+
+def test_commit_adds_one_layer_sharing_the_base(images, busybox, mounted):
+    a = mounted("ctr-a", "busybox:latest")
+    with open(os.path.join(a, "root", "note.txt"), "w") as f:
+        f.write("hello from the container\n")
+    os.unlink(os.path.join(a, "etc", "hostname"))
+    images.unmount_container("ctr-a")
+
+    child = images.commit("ctr-a", busybox.id, author="seed <s@example.com>",
+                          comment="add note", repo="seed", tag="v1",
+                          changes=["CMD [\"cat\", \"/root/note.txt\"]", "ENV NOTE=1",
+                                   "WORKDIR /root", "USER 1000", "EXPOSE 8080",
+                                   "LABEL stage=seed", "VOLUME /data",
+                                   "ENTRYPOINT [\"/bin/sh\", \"-c\"]"])
+    assert child.id != busybox.id
+    assert len(child.diff_ids) == len(busybox.diff_ids) + 1
+    assert child.diff_ids[:-1] == busybox.diff_ids          # base layers shared
+    assert [l["digest"] for l in child.layers[:-1]] == [l["digest"] for l in busybox.layers]
+    assert child.chain_ids[:-1] == busybox.chain_ids        # same snapshots on disk
+    assert child.repo_tags == ["seed:v1"]
+    cfg = child.config["config"]
+    assert cfg["Cmd"] == ["cat", "/root/note.txt"] and "NOTE=1" in cfg["Env"]
+    assert cfg["WorkingDir"] == "/root" and cfg["User"] == "1000"
+    assert cfg["ExposedPorts"] == {"8080/tcp": {}} and cfg["Labels"] == {"stage": "seed"}
+    assert cfg["Volumes"] == {"/data": {}} and cfg["Entrypoint"] == ["/bin/sh", "-c"]
+    assert child.config["author"] == "seed <s@example.com>"
+    ins = images.inspect_json("seed:v1")
+    assert ins["Parent"] == busybox.id and ins["Comment"] == "add note"
+    assert ins["RootFS"]["Layers"] == child.diff_ids
+    hist = images.history_json("seed:v1")
+    assert len(hist) == 2 and hist[0]["Id"] == child.id and hist[0]["Comment"] == "add note"
+
+    # a container of the child sees the file; the deleted file is gone
+    c = mounted("ctr-child", "seed:v1")
+    assert open(os.path.join(c, "root", "note.txt")).read() == "hello from the container\n"
+    assert not os.path.exists(os.path.join(c, "etc", "hostname"))
+    # a container of the parent still has the parent's view
+    p = mounted("ctr-parent", busybox.id)
+    assert os.path.exists(os.path.join(p, "etc", "hostname"))
+    assert not os.path.exists(os.path.join(p, "root", "note.txt"))
+
+    # the new layer is a real OCI layer: the deletion is a .wh. entry
+    import tarfile
+    with images.content.open(child.layers[-1]["digest"]) as f:
+        names = tarfile.open(fileobj=f).getnames()
+    assert "etc/.wh.hostname" in names and "root/note.txt" in names
+
+
+def test_opaque_directory_survives_commit(images, busybox, mounted):
+    a = mounted("ctr-a", "busybox:latest")
+    import shutil
+    shutil.rmtree(os.path.join(a, "etc"))
+    os.mkdir(os.path.join(a, "etc"))
+    with open(os.path.join(a, "etc", "only"), "w") as f:
+        f.write("1")
+    images.unmount_container("ctr-a")
+    child = images.commit("ctr-a", None, repo="opaque")
+    c = mounted("ctr-c", child.id)
+    assert os.listdir(os.path.join(c, "etc")) == ["only"]
+
+
+def test_remove_refused_while_in_use(images, busybox, mounted):
+    mounted("ctr-a", "busybox:latest")
+    with pytest.raises(errors.Conflict, match="must force"):
+        images.remove("busybox:latest", in_use={busybox.id: ["ctr-a" + "0" * 59]})
+    with pytest.raises(errors.Conflict, match="must be forced"):
+        images.remove(busybox.id, in_use={busybox.id})
+    out = images.remove("busybox:latest", force=True, in_use={busybox.id: ["ctr-a"]})
+    assert {"Untagged": "busybox:latest"} in out
+    # the container's lower layer stays on disk while the container exists
+    assert os.path.isdir(images.storage.path(busybox.chain_ids[0]))
+    images.remove_container("ctr-a")
+    res = images.prune()
+    assert {"Deleted": busybox.id} in res["ImagesDeleted"]
+    assert images.storage.list() == []
+
+
+def test_export_is_the_merged_filesystem(images, busybox, mounted, tmp_path):
+    a = mounted("ctr-a", "busybox:latest")
+    with open(os.path.join(a, "added"), "w") as f:
+        f.write("x")
+    os.unlink(os.path.join(a, "etc", "hostname"))
+    images.unmount_container("ctr-a")
+    out = tmp_path / "export.tar"
+    with open(out, "wb") as f:
+        images.export_container("ctr-a", f)
+    names = subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert "added" in names and "bin/busybox" in names
+    assert "etc/hostname" not in names and not any(".wh." in n for n in names)
+    # import it back as a one-layer image
+    with open(out, "rb") as f:
+        im = images.import_tar(f, "imported", "1", changes=["CMD [\"sh\"]"])
+    assert len(im.diff_ids) == 1 and im.config["config"]["Cmd"] == ["sh"]
+    assert im.config["history"][-1]["comment"] == "Imported from -"
