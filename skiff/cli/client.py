@@ -15,7 +15,18 @@ start-up time is benchmarked against docker's.  What it does:
 import json
 import os
 import socket
-from urllib.parse import quote, urlencode
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(s, safe=""):
+    """Percent-encode like urllib.parse.quote (without importing it: start-up)."""
+    ok = _SAFE | frozenset(safe.encode())
+    return "".join(chr(b) if b in ok else "%%%02X" % b for b in str(s).encode("utf-8"))
+
+
+def urlencode(items):
+    return "&".join(f"{quote(k)}={quote(v)}" for k, v in items)
 
 MAX_API_VERSION = "1.51"
 DEFAULT_SOCKET = "/run/skiff/skiff.sock"

@@ -428,7 +428,7 @@ class ContainerCtx(Ctx):
         d = super().to_json()
         d.pop("Label", None)
         d.pop("ImageID", None)
-        d.pop("Platform", None)
+        d["Platform"] = None
         return d
 
 
@@ -480,7 +480,7 @@ class ImageCtx(Ctx):
 
     @property
     def VirtualSize(self):
-        return human_size(self.i.get("Size", 0), 3)
+        return human_size(self.i.get("Size", 0))
 
     @property
     def Containers(self):

@@ -344,7 +344,7 @@ def _field(obj, name, args=()):
         else:
             return MISSING
     else:
-        attr = getattr(type(obj), "FIELDS", None)
+        attr = getattr(obj, "FIELDS", None)
         if attr is not None and name not in attr:
             raise TemplateError(
                 f'template: :1: executing "" at <.{name}>: can\'t evaluate field {name} '

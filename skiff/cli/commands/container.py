@@ -2,9 +2,7 @@
 
 import json
 import os
-import signal
 import sys
-import threading
 
 from skiff.cli import fmt
 from skiff.cli.client import APIError, q
@@ -102,17 +100,24 @@ def cmd_create(cli, args, name="create"):
     return 0
 
 
-class _Waiter(threading.Thread):
+class _Waiter:
     """POST /containers/{id}/wait, registered before start (docker's order)."""
 
     def __init__(self, cli, cid, condition):
-        super().__init__(daemon=True)
+        import threading
         self.client = cli.new_client()
         self.cid = cid
         self.condition = condition
         self.registered = threading.Event()
         self.result = None
         self.error = None
+        self._t = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self._t.start()
+
+    def join(self):
+        self._t.join()
 
     def run(self):
         try:
@@ -143,6 +148,7 @@ def _tsize(fd=1):
 
 
 def _proxy_signals(cli, cid):
+    import signal
     saved = {}
 
     def handler(signum, _frame):
@@ -160,6 +166,7 @@ def _proxy_signals(cli, cid):
 
 
 def _restore_signals(saved):
+    import signal
     for s, h in saved.items():
         try:
             signal.signal(getattr(signal, s), h)
@@ -168,6 +175,7 @@ def _restore_signals(saved):
 
 
 def cmd_run(cli, args, name="run"):
+    import signal
     from skiff.cli.runopts import RUN_FLAGS
     from skiff.cli import streams
     cmd = Command(cli, name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", RUN_FLAGS, args,
@@ -535,6 +543,7 @@ def build_exec(o, cmd_args, console=None):
 
 
 def cmd_exec(cli, args, name="exec"):
+    import signal
     from skiff.cli import streams
     cmd = Command(cli, name, "[OPTIONS] CONTAINER COMMAND [ARG...]", EXEC_FLAGS, args,
                   min_args=2, interspersed=False, desc="Execute a command in a running container")
@@ -592,6 +601,7 @@ def cmd_exec(cli, args, name="exec"):
 
 
 def cmd_attach(cli, args, name="attach"):
+    import signal
     from skiff.cli import streams
     cmd = Command(cli, name, "[OPTIONS] CONTAINER",
                   [F("detach-keys", "str", ""), F("no-stdin"), F("sig-proxy", "bool", True)],

@@ -183,15 +183,29 @@ def cmd_info(cli, args, name="info"):
     w(f" Logging Driver: {info.get('LoggingDriver', '')}\n")
     w(f" Cgroup Driver: {info.get('CgroupDriver', '')}\n")
     w(f" Cgroup Version: {info.get('CgroupVersion', '')}\n")
+    plugins = info.get("Plugins") or {}
+    if plugins:
+        w(" Plugins:\n")
+        for k in ("Volume", "Network", "Authorization", "Log"):
+            if plugins.get(k):
+                w(f"  {k}: {' '.join(plugins[k])}\n")
+    w(f" Swarm: {(info.get('Swarm') or {}).get('LocalNodeState') or 'inactive'}\n")
     runtimes = info.get("Runtimes") or {}
-    w(f" Runtimes: {' '.join(sorted(runtimes))}\n")
+    w(f" Runtimes: {' '.join(runtimes)}\n")
     w(f" Default Runtime: {info.get('DefaultRuntime', '')}\n")
+    w(f" Init Binary: {info.get('InitBinary', '')}\n")
+    for label, key in (("containerd version", "ContainerdCommit"), ("runc version", "RuncCommit"),
+                       ("init version", "InitCommit")):
+        w(f" {label}: {(info.get(key) or {}).get('ID', '')}\n")
     so = info.get("SecurityOptions") or []
     if so:
         w(" Security Options:\n")
-        for s in so:
-            parts = s.split(",")
-            w(f"  {parts[0].replace('name=', '')}\n")
+        for s_ in so:
+            kv = dict(p.partition("=")[::2] for p in s_.split(","))
+            w(f"  {kv.get('name', '')}\n")
+            for k, v in kv.items():
+                if k != "name":
+                    w(f"   {k.capitalize()}: {v}\n")
     w(f" Kernel Version: {info.get('KernelVersion', '')}\n")
     w(f" Operating System: {info.get('OperatingSystem', '')}\n")
     w(f" OSType: {info.get('OSType', '')}\n")
@@ -203,13 +217,18 @@ def cmd_info(cli, args, name="info"):
     w(f" Docker Root Dir: {info.get('DockerRootDir', '')}\n")
     w(f" Debug Mode: {str(bool(info.get('Debug'))).lower()}\n")
     w(f" Experimental: {str(bool(info.get('ExperimentalBuild'))).lower()}\n")
-    reg = (info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
-    insecure = [k for k, v in reg.items() if not v.get("Secure", True)]
+    rc = info.get("RegistryConfig") or {}
+    insecure = [k for k, v in (rc.get("IndexConfigs") or {}).items() if not v.get("Secure", True)]
+    insecure += rc.get("InsecureRegistryCIDRs") or []
     if insecure:
         w(" Insecure Registries:\n")
         for r in insecure:
             w(f"  {r}\n")
-    w(f" Live Restore Enabled: {str(bool(info.get('LiveRestoreEnabled'))).lower()}\n")
+    if rc.get("Mirrors"):
+        w(" Registry Mirrors:\n")
+        for m in rc["Mirrors"]:
+            w(f"  {m}\n")
+    w(f" Live Restore Enabled: {str(bool(info.get('LiveRestoreEnabled'))).lower()}\n\n")
     for warn in info.get("Warnings") or []:
         sys.stderr.write(warn + "\n")
     return 0
