@@ -117,6 +117,8 @@ class RegistryConfig:
                 for m in self.mirrors:
                     out.append(_mirror_endpoint(m, self))
             host = self.default_registry or "registry-1.docker.io"
+            if host in ("docker.io", "index.docker.io"):   # "the default": Docker Hub itself
+                host = "registry-1.docker.io"
         else:
             host = domain
         out.append(self._endpoint(host))

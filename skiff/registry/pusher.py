@@ -43,7 +43,7 @@ def manifest_for(image, content) -> tuple[bytes, str]:
             continue                   # an index, or not this image's manifest
         mt = m.get("mediaType") or MT_DOCKER_MANIFEST
         return body, mt
-    layers = [dict(d) for d in image.layers]
+    layers = [_compressed(content, d) for d in image.layers]
     oci = any(d.get("mediaType", "").startswith("application/vnd.oci.") for d in layers)
     cfg_digest = image.id
     cfg_size = content.size(cfg_digest)
@@ -59,6 +59,50 @@ def manifest_for(image, content) -> tuple[bytes, str]:
                           "size": cfg_size},
                "layers": layers}
     return json.dumps(man, indent=3).encode(), mt
+
+
+UNCOMPRESSED = {"application/vnd.docker.image.rootfs.diff.tar":
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "application/vnd.oci.image.layer.v1.tar": "application/vnd.oci.image.layer.v1.tar+gzip"}
+DESCRIPTOR_KEYS = ("mediaType", "size", "digest", "urls", "annotations")
+
+
+class _GzipReader:
+    """Deterministic gzip (mtime 0, level 6) of a stream, read-side."""
+
+    def __init__(self, src):
+        import zlib
+        self.src = src
+        self.z = zlib.compressobj(6, zlib.DEFLATED, 31)
+        self.buf = b""
+        self.eof = False
+
+    def read(self, n=-1):
+        while not self.eof and (n < 0 or len(self.buf) < n):
+            b = self.src.read(1 << 20)
+            if b:
+                self.buf += self.z.compress(b)
+            else:
+                self.buf += self.z.flush()
+                self.eof = True
+        if n < 0:
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+def _compressed(content, desc: dict) -> dict:
+    """A registry descriptor for a local layer: uncompressed layers (from
+    docker load / commit) are gzip-compressed first, as docker push does; the
+    compression is deterministic, so the digest is the same at every push."""
+    d = {k: desc[k] for k in DESCRIPTOR_KEYS if k in desc}
+    mt = d.get("mediaType", "")
+    if mt in UNCOMPRESSED:
+        with content.open(d["digest"]) as f:
+            digest = content.add_stream(_GzipReader(f))
+        d = {"mediaType": UNCOMPRESSED[mt], "size": content.size(digest), "digest": digest}
+    return d
 
 
 def push(images, ref, *, auth=None, config: RegistryConfig | None = None, progress=None,

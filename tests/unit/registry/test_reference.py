@@ -68,6 +68,8 @@ def test_endpoints_default_registry_and_mirrors():
 
 def test_without_default_registry_docker_io_is_registry_1():
     assert RegistryConfig().endpoints("docker.io")[0].host == "registry-1.docker.io"
+    cfg = RegistryConfig.from_daemon_json({"default-registry": "docker.io"})
+    assert cfg.endpoints("docker.io")[0].host == "registry-1.docker.io"
 
 
 def test_insecure_registries():
