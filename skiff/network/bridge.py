@@ -116,7 +116,11 @@ def attach(netns_path, bridge, host_veth, ifname, address, prefixlen, mac, gatew
                 peer={"ifname": tmp, "net_ns_fd": netns_path, "mtu": mtu})
         try:
             idx = _index(ip, host_veth)
-            ip.link("set", index=idx, master=br, state="up")
+            ip.link("set", index=idx, master=br)
+            # hairpin: a container reaching its own published port through a
+            # host address gets the DNATed packet back on the same port
+            ip.brport("set", index=idx, mode=1)
+            ip.link("set", index=idx, state="up")
             netns.run_in_netns(netns_path, _container_side, tmp, ifname, address, prefixlen,
                                mac, gateway, default_route, mtu)
         except BaseException:

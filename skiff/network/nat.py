@@ -63,16 +63,16 @@ def render(networks, ports):
     f.append("-A SKIFF-ISOLATION-STAGE-1 -j RETURN")
     f.append("-A SKIFF-ISOLATION-STAGE-2 -j RETURN")
     for p in ports:
-        f.append(f"-A SKIFF -d {p['container_ip']}/32 ! -i {p['bridge']} -o {p['bridge']} "
+        f.append(f"-A SKIFF -d {p['container_ip']}/32 -o {p['bridge']} "
                  f"-p {p['proto']} -m {p['proto']} --dport {p['container_port']} -j ACCEPT")
     f.append("COMMIT")
 
     n_ = ["*nat"] + [f":{c} - [0:0]" for c in CHAINS_NAT]
-    for n in networks:
-        n_.append(f"-A SKIFF -i {n['bridge']} -j RETURN")
+    # no "-i bridge -j RETURN": without a userland proxy, containers reach
+    # published ports through host addresses by DNAT too (hairpin).
     for p in ports:
         dst = "" if p["host_ip"] in ("", "0.0.0.0") else f"-d {p['host_ip']}/32 "
-        n_.append(f"-A SKIFF {dst}! -i {p['bridge']} -p {p['proto']} -m {p['proto']} "
+        n_.append(f"-A SKIFF {dst}-p {p['proto']} -m {p['proto']} "
                   f"--dport {p['host_port']} -j DNAT --to-destination "
                   f"{p['container_ip']}:{p['container_port']}")
     for n in networks:

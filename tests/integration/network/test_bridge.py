@@ -108,6 +108,12 @@ def test_published_port_serves_file_over_host_loopback(manager, procs, tmp_path)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read()
         assert body == b"hello from skiff\n"
     assert "--to-destination 172.17.0.2:80" in _iptables_save()
+    # through a host address from containers: another one, and itself (hairpin)
+    other = manager.setup_container(CID[3], "other")
+    for src in (other["SandboxKey"], path):
+        body = run_in(src, lambda: urllib.request.urlopen("http://172.17.0.1:8080/",
+                                                          timeout=5).read())
+        assert body == b"hello from skiff\n"
     # a second container cannot take the same host port
     with pytest.raises(errors.Internal, match="port is already allocated"):
         manager.setup_container(CID[2], "web2",

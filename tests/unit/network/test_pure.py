@@ -89,7 +89,7 @@ def test_rules_render_per_network():
           "container_ip": "172.17.0.2", "container_port": 80}])
     assert "-A SKIFF-POSTROUTING -s 172.17.0.0/16 ! -o skiff0 -j MASQUERADE" in text
     assert "10.5.0.0/16 ! -o br-x -j MASQUERADE" not in text  # internal: no way out
-    assert "-A SKIFF -d 127.0.0.1/32 ! -i skiff0 -p tcp -m tcp --dport 8080 -j DNAT " \
+    assert "-A SKIFF -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT " \
            "--to-destination 172.17.0.2:80" in text
     assert "-A SKIFF-FORWARD -i br-x -o br-x -j DROP" in text  # icc off
     assert "-A SKIFF-ISOLATION-STAGE-2 -o br-x -j DROP" in text
