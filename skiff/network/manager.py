@@ -129,7 +129,7 @@ class NetworkManager:
         bridge network's bridge and rules are in place."""
         with self.store.tx() as db:
             have = {r["name"] for r in db.execute("SELECT name FROM networks WHERE predefined=1")}
-            if "bridge" not in have:
+            if "bridge" not in have and self.bridge_name != "none":  # "bridge": "none" disables it
                 bridges = [r["bridge"] for r in db.execute("SELECT bridge FROM networks")]
                 if self.bip:
                     iface = ipaddress.ip_interface(self.bip)
@@ -664,8 +664,8 @@ class NetworkManager:
         ep = db.execute("SELECT * FROM endpoints WHERE network_id=? AND container_id=?",
                         (n["id"], container_id)).fetchone()
         if ep is None:
-            raise errors.PermissionDenied(
-                f"container {container_id[:12]} is not connected to network {n['name']}")
+            raise errors.Internal(
+                f"container {container_id} is not connected to network {n['name']}")
         sb = db.execute("SELECT * FROM sandboxes WHERE container_id=?", (container_id,)).fetchone()
         with self.store.tx() as db:
             db.execute("DELETE FROM ports WHERE container_id=? AND network_id=?",

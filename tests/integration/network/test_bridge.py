@@ -4,6 +4,7 @@ namespace per test (see conftest.py): no daemon, no container runtime."""
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_isolation_between_networks_and_icc_off(manager):
     assert ping(a, b) == 0
     manager.disconnect(CID[1], "netb")
     assert "eth1" not in _addrs(a["SandboxKey"])
-    with pytest.raises(errors.PermissionDenied, match="is not connected to network netb"):
+    with pytest.raises(errors.Internal, match=f"container {CID[1]} is not connected to network netb"):
         manager.disconnect(CID[1], "netb")
 
 
@@ -419,3 +420,26 @@ def test_restore_after_restart_and_cleanup_refuses_with_containers(manager_facto
     m2.restore(running=set())  # the container died meanwhile
     assert not nsmod.is_netns(c["SandboxKey"])
     assert m2.inspect_json("keep")["Containers"] == {}
+
+
+@pytest.mark.skipif(not shutil.which("runc"), reason="runc not installed")
+def test_runc_joins_the_namespace_by_path(manager, make_bundle, tmp_path):
+    """What the engine does: the OCI spec names skiff's namespace file."""
+    s = manager.setup_container(CID[1], "viaruntime")
+    bundle = make_bundle(["ip", "-4", "-o", "addr", "show"])
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        spec = json.load(f)
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = s["SandboxKey"]
+    with open(cfg_path, "w") as f:
+        json.dump(spec, f)
+    root = tmp_path / "runc-root"
+    r = subprocess.run(["runc", "--root", str(root), "run", "-b", bundle, f"skt-{CID[1][:8]}"],
+                       capture_output=True, text=True, timeout=60)
+    subprocess.run(["runc", "--root", str(root), "delete", "-f", f"skt-{CID[1][:8]}"],
+                   capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert "lo    inet 127.0.0.1/8" in r.stdout.replace("  ", " ") or "127.0.0.1/8" in r.stdout
+    assert "eth0" in r.stdout and f"{s['IPAddress']}/16" in r.stdout
