@@ -237,18 +237,20 @@ def parse_device(s):
 
 
 def parse_restart(s):
+    """docker's opts.ParseRestartPolicy: the daemon validates the name."""
     if not s:
         return {"Name": "", "MaximumRetryCount": 0}
-    name, _, n = s.partition(":")
-    if name not in ("no", "always", "on-failure", "unless-stopped"):
-        raise UsageError(f'invalid argument "{s}" for "--restart" flag: invalid restart policy: {name}')
+    parts = s.split(":")
+    if len(parts) > 2:
+        raise UsageError("invalid restart policy format: expected policy or policy:count")
     cnt = 0
-    if n:
-        if name != "on-failure":
-            raise UsageError(f"invalid argument \"{s}\" for \"--restart\" flag: "
-                             f"maximum retry count cannot be used with restart policy '{name}'")
-        cnt = int(n)
-    return {"Name": name, "MaximumRetryCount": cnt}
+    if len(parts) == 2:
+        try:
+            cnt = int(parts[1])
+        except ValueError:
+            raise UsageError("invalid restart policy format: maximum retry count "
+                             "must be an integer") from None
+    return {"Name": parts[0], "MaximumRetryCount": cnt}
 
 
 def split_volume(v):

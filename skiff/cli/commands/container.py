@@ -205,6 +205,10 @@ def cmd_run(cli, args, name="run"):
         return _run_error(name, str(e))
     c = cli.client
     if o.detach:
+        # docker registers the wait even when detached (and drops it)
+        waiter = _Waiter(cli, cid, "removed" if o.rm else "next-exit")
+        waiter.start()
+        waiter.registered.wait(5)
         try:
             c.request("POST", f"/containers/{q(cid)}/start").read()
         except APIError as e:
@@ -534,11 +538,12 @@ def build_exec(o, cmd_args, console=None):
         env.extend(parse_env_file(f))
     env.extend(expand_env(o.env))
     body = {"User": o.user, "Privileged": o.privileged, "Tty": o.tty,
-            "ConsoleSize": list(console) if console else None,
             "AttachStdin": bool(o.interactive and not o.detach),
             "AttachStderr": not o.detach, "AttachStdout": not o.detach,
             "Detach": o.detach, "DetachKeys": o.detach_keys,
             "Env": env or None, "WorkingDir": o.workdir, "Cmd": list(cmd_args)}
+    if console:
+        body["ConsoleSize"] = list(console)
     return body
 
 
@@ -563,8 +568,9 @@ def cmd_exec(cli, args, name="exec"):
         sys.stderr.write(f"{e}\n")
         return 1 if e.status != 409 else 1
     eid = r["Id"]
-    start_body = {"Detach": o.detach, "Tty": o.tty,
-                  "ConsoleSize": list(console) if console else None}
+    start_body = {"Detach": o.detach, "Tty": o.tty}
+    if console:
+        start_body["ConsoleSize"] = list(console)
     if o.detach:
         c.request("POST", f"/exec/{q(eid)}/start", body=start_body).read()
         return 0

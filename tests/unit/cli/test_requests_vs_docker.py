@@ -1,0 +1,171 @@
+"""skiff sends what the docker CLI sends: both clients run against a
+recording endpoint and the requests are compared field by field."""
+
+import pytest
+
+from tests.unit.cli.conftest import needs_docker
+
+pytestmark = needs_docker
+
+CID = "c0ffee" * 10 + "abcd"
+CREATED = {("POST", "/containers/create"): (201, {"Id": CID, "Warnings": []})}
+
+CREATE_CASES = [
+    ["busybox"],
+    ["--name", "web", "-e", "A=1", "-e", "B=two words", "-p", "8080:80", "-v", "/tmp:/data:ro",
+     "--memory", "512m", "--cpus", "1.5", "--restart", "on-failure:3", "-t", "busybox",
+     "sh", "-c", "echo hi"],
+    ["-i", "--mount", "type=volume,src=vol1,dst=/v",
+     "--mount", "type=bind,source=/tmp,target=/b,readonly", "--tmpfs", "/run:rw,size=64m",
+     "-P", "--expose", "90", "--network", "mynet", "--ip", "10.1.0.5", "--network-alias", "web",
+     "--ulimit", "nofile=1024:2048", "--health-cmd", "true", "--health-interval", "5s",
+     "--health-retries", "3", "--init", "--device", "/dev/null:/dev/xnull:rwm",
+     "--sysctl", "net.ipv4.ip_forward=1", "--shm-size", "128m", "--add-host", "h:1.2.3.4",
+     "--dns", "10.0.0.53", "--log-opt", "max-size=10m", "--security-opt", "no-new-privileges",
+     "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--privileged", "--read-only",
+     "--pids-limit", "100", "--blkio-weight", "300", "-u", "1000:1000", "-w", "/tmp",
+     "--entrypoint", "/bin/sh", "-h", "myhost", "--label", "a=b", "--stop-signal", "SIGINT",
+     "--stop-timeout", "5", "--runtime", "runc", "--memory", "1g", "--memory-swap", "2g",
+     "--memory-reservation", "100m", "--cpu-shares", "512", "--cpuset-cpus", "0", "--rm",
+     "busybox"],
+    ["-a", "stdout", "-v", "/anon", "-v", "named:/n", "-p", "127.0.0.1:8000-8001:80-81/udp",
+     "--platform", "linux/amd64", "--entrypoint", "", "busybox"],
+    ["-p", "80", "--ip6", "fd00::5", "--network", "n2", "--memory-swap", "-1", "--cpus", "0.5",
+     "-it", "busybox", "sh"],
+    ["-it", "--name=x", "--env=C=3", "-eD=4", "--rm=false", "--workdir=/w", "busybox",
+     "ls", "-l", "--", "-x"],
+    ["--restart", "always:3", "--restart=unless-stopped", "busybox"],
+]
+
+
+@pytest.mark.parametrize("args", CREATE_CASES, ids=lambda a: " ".join(a)[:40])
+def test_create_body_matches_docker(both, args):
+    res = both(["create"] + args, CREATED)
+    bodies = {}
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        assert p.stdout.strip() == CID
+        reqs = rec.find("POST", "/containers/create")
+        assert len(reqs) == 1
+        bodies[tool] = (reqs[0].query, reqs[0].json())
+    assert bodies["skiff"][0] == bodies["docker"][0]
+    assert bodies["skiff"][1] == bodies["docker"][1]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--no-healthcheck", "--health-cmd", "x", "busybox"], "conflicts with --health"),
+    (["--sysctl", "kernel.foo=1", "busybox"], "is not allowed"),
+    (["--restart", "on-failure:x", "busybox"], "maximum retry count must be an integer"),
+])
+def test_create_flag_errors_like_docker(both, args, needle):
+    res = both(["create"] + args, CREATED)
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 125, (tool, p.stderr)
+        assert needle in p.stderr
+        assert not rec.find("POST", "/containers/create")
+
+
+def test_unknown_flag_exit_125(both):
+    res = both(["ps", "--bogus"], {})
+    for tool, (p, _) in res.items():
+        assert p.returncode == 125
+        assert "unknown flag: --bogus" in p.stderr
+
+
+def _container_json(tty=False):
+    return {"Id": CID, "Name": "/x", "Config": {"Tty": tty, "OpenStdin": False},
+            "State": {"Running": True, "Status": "running"}}
+
+
+def test_exec_detach_body_matches_docker(both):
+    routes = {("GET", f"/containers/{CID}/json"): (200, _container_json()),
+              ("GET", "/containers/x/json"): (200, _container_json()),
+              ("POST", f"/containers/{CID}/exec"): (201, {"Id": "e" * 64}),
+              ("POST", "/containers/x/exec"): (201, {"Id": "e" * 64}),
+              ("POST", f"/exec/{'e' * 64}/start"): (200, b"")}
+    res = both(["exec", "-d", "-e", "A=1", "-u", "nobody", "-w", "/tmp", "--privileged",
+                "x", "sh", "-c", "sleep 1"], routes)
+    got = {}
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        ex = [r for r in rec.requests if r.method == "POST" and r.path.endswith("/exec")]
+        st = rec.find("POST", f"/exec/{'e' * 64}/start")
+        assert len(ex) == 1 and len(st) == 1
+        got[tool] = (ex[0].json(), st[0].json())
+    assert got["skiff"] == got["docker"]
+
+
+def test_pull_sends_qualified_name_and_auth_header(both):
+    stream = (b'{"status":"Pulling from library/busybox","id":"latest"}\n'
+              b'{"status":"Pulling fs layer","progressDetail":{},"id":"aaaaaaaaaaaa"}\n'
+              b'{"status":"Downloading","progressDetail":{"current":5,"total":10},'
+              b'"progress":"[==>  ]","id":"aaaaaaaaaaaa"}\n'
+              b'{"status":"Pull complete","progressDetail":{},"id":"aaaaaaaaaaaa"}\n'
+              b'{"status":"Digest: sha256:' + b"1" * 64 + b'"}\n'
+              b'{"status":"Status: Downloaded newer image for busybox:latest"}\n')
+    routes = {("POST", "/images/create"): (200, stream)}
+    res = both(["pull", "busybox"], routes)
+    outs = {}
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        reqs = rec.find("POST", "/images/create")
+        assert len(reqs) == 1
+        assert reqs[0].query == {"fromImage": ["docker.io/library/busybox"], "tag": ["latest"]}
+        assert "x-registry-auth" in reqs[0].headers
+        outs[tool] = p.stdout
+    # not a terminal: progress lines are dropped, the rest printed as docker does
+    assert outs["skiff"] == outs["docker"]
+
+
+def test_pull_error_in_stream_exits_1(both):
+    stream = (b'{"status":"Pulling from library/nope","id":"latest"}\n'
+              b'{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}\n')
+    res = both(["pull", "nope"], {("POST", "/images/create"): (200, stream)})
+    for tool, (p, _) in res.items():
+        assert p.returncode == 1
+        assert "manifest unknown" in p.stderr
+
+
+def test_run_missing_image_pulls_then_retries(both):
+    """create → 404 → "Unable to find image" → pull → create again."""
+    state = {"n": 0}
+
+    def create(req):
+        state["n"] += 1
+        if state["n"] % 2 == 1:
+            return 404, {"message": "No such image: busybox:latest"}
+        return 201, {"Id": CID, "Warnings": []}
+    stream = b'{"status":"Status: Downloaded newer image for busybox:latest"}\n'
+    routes = {("POST", "/containers/create"): create,
+              ("POST", "/images/create"): (200, stream),
+              ("POST", f"/containers/{CID}/start"): (204, None)}
+    res = both(["run", "-d", "busybox", "true"], routes)
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        assert "Unable to find image 'busybox:latest' locally" in p.stderr
+        seq = [(r.method, r.path) for r in rec.requests if r.path != "/_ping"]
+        # docker registers the wait before start even with -d
+        assert seq == [("POST", "/containers/create"), ("POST", "/images/create"),
+                       ("POST", "/containers/create"), ("POST", f"/containers/{CID}/wait"),
+                       ("POST", f"/containers/{CID}/start")]
+        assert p.stdout.strip() == CID
+
+
+def test_run_start_error_exit_codes(both):
+    routes = {("POST", "/containers/create"): (201, {"Id": CID, "Warnings": []}),
+              ("POST", f"/containers/{CID}/start"):
+                  (400, {"message": 'failed to create task: exec: "nope": executable file '
+                                    'not found in $PATH: unknown'})}
+    res = both(["run", "-d", "busybox", "nope"], routes)
+    for tool, (p, _) in res.items():
+        assert p.returncode == 127, (tool, p.stderr)
+        assert "executable file not found" in p.stderr
+
+
+def test_negotiates_down_to_daemon_version(recorder):
+    from tests.unit.cli.conftest import run_cli
+    rec = recorder({("GET", "/containers/json"): (200, [])}, api_version="1.41")
+    p = run_cli("skiff", rec.host, ["ps"])
+    assert p.returncode == 0, p.stderr
+    assert [r.version for r in rec.requests if r.path == "/containers/json"] == ["1.41"]
+    assert rec.requests[0].method == "HEAD" and rec.requests[0].path == "/_ping"
