@@ -431,6 +431,8 @@ class NetworkManager:
             items = [(k, dict(v or {})) for k, v in networks.items()]
         else:
             items = [(k, {}) for k in networks]
+        # NetworkMode "default" is the default bridge (Docker on Linux)
+        items = [("bridge" if k == "default" else k, v) for k, v in items]
         if not items:
             return "bridge", [("bridge", {})]
         first = items[0][0]

@@ -47,7 +47,8 @@ def _wait_port(path, port, timeout=5):
 
 def test_container_namespace_addresses_and_host_bridge(manager):
     s1 = manager.setup_container(CID[1], "c1")
-    s2 = manager.setup_container(CID[2], "c2")
+    s2 = manager.setup_container(CID[2], "/c2", networks={"default": {}})  # docker run's shape
+    assert list(s2["Networks"]) == ["bridge"]
     addrs = _addrs(s1["SandboxKey"])
     assert addrs["lo"] == "127.0.0.1/8"
     assert ipaddress.ip_interface(addrs["eth0"]).network == ipaddress.ip_network("172.17.0.0/16")
