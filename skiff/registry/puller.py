@@ -197,13 +197,13 @@ def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None
             repo = Repository(ref, config, creds, "pull", pool=pool, endpoints=[ep])
             try:
                 repo.open()
-                p.message(f"Pulling from {ref.path}", id=ref.tag_or_digest)
                 body, mt, digest = repo.get_manifest(ref.tag_or_digest)
             except (RegistryError, TransportError) as e:
                 last = e
                 if ep.mirror and i < len(endpoints) - 1:
                     continue            # a mirror that fails: fall back to the next endpoint
                 raise _translate(e, ref) from None
+            p.message(f"Pulling from {ref.path}", id=ref.tag_or_digest)
             return _pull_from(images, repo, ref, body, mt, digest, want, explicit_platform,
                               p, config, cancel)
         raise last or Unavailable("no endpoint")
@@ -317,6 +317,7 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
     lease = content.lease()
     futures: dict[int, object] = {}
     by_digest: dict[str, object] = {}
+    streamed: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=max(1, config.max_concurrent_downloads),
                               thread_name_prefix="skiff-pull")
     try:
@@ -331,7 +332,8 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
                 p.update(ids[i], "Waiting")
             queued += 1
             fut = pool.submit(_download, repo, content, layers[i], p, config, cancel,
-                              lease.name)
+                              lease.name, _stream_factory(images, layers, diff_ids, chains, i,
+                                                          streamed))
             futures[i] = by_digest[d] = fut
         parent = None
         for i in range(n):
@@ -341,7 +343,8 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
             futures[i].result()          # raises the download's error
             if cancel.is_set():
                 raise Cancelled()
-            _extract(images, content, layers[i], diff_ids[i], parent, chains[i], ids[i], p)
+            _extract(images, content, layers[i], diff_ids[i], parent, chains[i], ids[i], p,
+                     chains[i] in streamed)
             parent = chains[i]
     except BaseException:
         cancel.set()
@@ -353,15 +356,18 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
 
 
 def _download(repo: Repository, content, desc: dict, p: Progress, config: RegistryConfig,
-              cancel: threading.Event, lease: str) -> None:
+              cancel: threading.Event, lease: str, stream_apply=None) -> None:
+    """Fetch one blob into the content store, verified. ``stream_apply()``
+    returns a callable taking a file object when the layer's parent is
+    already unpacked: the layer is then unpacked *while* it downloads
+    (download → decompress → apply in one pass) instead of afterwards."""
     digest = desc["digest"]
     size = int(desc.get("size") or 0)
     sid = short_id(digest)
     if content.has(digest):
         p.update(sid, "Download complete")
         return
-    urls = [u for u in desc.get("urls") or [] if u.startswith(("http://", "https://"))] \
-        if desc.get("mediaType") in FOREIGN_TYPES or desc.get("urls") else []
+    urls = [u for u in desc.get("urls") or [] if u.startswith(("http://", "https://"))]
     w = None
     while w is None:
         try:
@@ -372,77 +378,132 @@ def _download(repo: Repository, content, desc: dict, p: Progress, config: Regist
             if content.has(digest):
                 p.update(sid, "Download complete")
                 return
-    committed = False
+    done = False
+    apply_fn = stream_apply() if stream_apply is not None else None
     try:
         sources = [*urls, None]
-        last_err: Exception | None = None
-        for src in sources:
+        for k, src in enumerate(sources):
+            stream = _BlobStream(repo, w, digest, size, sid, src, p, config, cancel)
             try:
-                _transfer(repo, w, digest, size, sid, src, p, config, cancel)
-                last_err = None
+                if apply_fn is not None and w.offset == 0:
+                    try:
+                        apply_fn(stream)
+                    except (TransportError, RegistryError, Cancelled):
+                        raise
+                    except SkiffError as e:
+                        # corrupt data trips the decompressor before the digest
+                        # is known: fetch the rest and let the digest decide
+                        stream.drain()
+                        try:
+                            w.commit()
+                        except DigestMismatch:
+                            done = True
+                            raise DigestMismatch("filesystem layer verification failed "
+                                                 f"for digest {digest}") from None
+                        done = True
+                        raise e
+                stream.drain()
                 break
-            except (TransportError, RegistryError) as e:
-                last_err = e
-                if src is None:
-                    raise
-        if last_err:
-            raise last_err
+            except (TransportError, RegistryError):
+                if k == len(sources) - 1:
+                    raise            # else the next URL (or the registry) resumes it
         p.update(sid, "Verifying Checksum")
         try:
             w.commit()
         except DigestMismatch:
-            committed = True         # commit() discarded the ingest
+            done = True              # commit() discarded the ingest
             raise DigestMismatch(f"filesystem layer verification failed for digest {digest}") \
                 from None
-        committed = True
+        done = True
         p.update(sid, "Download complete")
     finally:
-        if not committed:
+        if not done:
             w.close()                  # keep the ingest: the next pull resumes it
 
 
-def _transfer(repo: Repository, w, digest: str, size: int, sid: str, url: str | None,
-              p: Progress, config: RegistryConfig, cancel: threading.Event) -> None:
-    attempts = 0
-    while True:
-        if cancel.is_set():
-            raise Cancelled()
-        start = w.offset
-        try:
-            if size and w.offset >= size:
-                return
-            with repo.open_blob(digest, w.offset, url=url) as r:
-                if w.offset and r.status == 200:
-                    w.truncate(0)        # the server ignored Range: start over
-                total = size or (w.offset + int(r.headers.get("Content-Length") or 0))
-                while True:
-                    want = READ_CHUNK if not size else min(READ_CHUNK, size - w.offset)
-                    if want <= 0:
-                        break
-                    b = r.read(want)
-                    if not b:
-                        if size and w.offset < size:
-                            raise ConnectionError("unexpected EOF")
-                        break
-                    w.write(b)
-                    p.bytes(sid, "Downloading", w.offset, total)
-                    if cancel.is_set():
-                        raise Cancelled()
-                p.bytes(sid, "Downloading", w.offset, total, force=True)
-            return
-        except TRANSIENT as e:
-            if w.offset > start:
-                attempts = 0           # it made progress: the budget starts again
-            attempts += 1
-            if attempts >= config.max_download_attempts:
-                where = url or f"{repo.endpoint.base}/v2/{repo.path}/blobs/{digest}"
-                raise TransportError(f"error pulling layer {digest}: Get \"{where}\": "
-                                     f"{_os_reason(e)}") from None
-            delay = config.retry_delay * attempts
-            p.update(sid, f"Retrying in {max(1, round(delay))} second"
-                          f"{'s' if round(delay) != 1 else ''}")
-            if cancel.wait(delay):
-                raise Cancelled() from None
+class _BlobStream:
+    """A blob as a file object: bytes come from the registry (or a foreign
+    URL), are written to the content writer and handed to the reader. A
+    dropped connection is resumed with ``Range: bytes=<offset>-`` up to
+    ``max_download_attempts`` times without the reader noticing."""
+
+    def __init__(self, repo, w, digest, size, sid, url, p: Progress, config: RegistryConfig,
+                 cancel: threading.Event):
+        self.repo, self.w, self.digest, self.size, self.sid, self.url = \
+            repo, w, digest, size, sid, url
+        self.p, self.config, self.cancel = p, config, cancel
+        self.resp = None
+        self.total = size
+        self.attempts = 0
+
+    def _open(self) -> None:
+        w = self.w
+        r = self.repo.open_blob(self.digest, w.offset, url=self.url)
+        if w.offset and r.status == 200:           # the server ignored Range: skip ahead
+            left = w.offset
+            while left:
+                b = r.read(min(left, READ_CHUNK))
+                if not b:
+                    raise ConnectionError("unexpected EOF")
+                left -= len(b)
+        if not self.total:
+            self.total = w.offset + int(r.headers.get("Content-Length") or 0)
+        self.resp = r
+
+    def _failed(self, e: BaseException, progressed: bool) -> None:
+        if self.resp is not None:
+            self.resp.close()
+            self.resp = None
+        if progressed:
+            self.attempts = 0          # it made progress: the budget starts again
+        self.attempts += 1
+        if self.attempts >= self.config.max_download_attempts:
+            where = self.url or f"{self.repo.endpoint.base}/v2/{self.repo.path}/blobs/" \
+                                f"{self.digest}"
+            raise TransportError(f"error pulling layer {self.digest}: Get \"{where}\": "
+                                 f"{_os_reason(e)}") from None
+        delay = self.config.retry_delay * self.attempts
+        secs = max(1, round(delay))
+        self.p.update(self.sid, f"Retrying in {secs} second{'s' if secs != 1 else ''}")
+        if self.cancel.wait(delay):
+            raise Cancelled() from None
+
+    def read(self, n: int = -1) -> bytes:
+        w = self.w
+        while True:
+            if self.cancel.is_set():
+                raise Cancelled()
+            left = (self.size - w.offset) if self.size else READ_CHUNK
+            if left <= 0:
+                self.close()
+                return b""
+            want = min(n if n and n > 0 else READ_CHUNK, left, READ_CHUNK)
+            start = w.offset
+            try:
+                if self.resp is None:
+                    self._open()
+                b = self.resp.read(want)
+                if not b and self.size:
+                    raise ConnectionError("unexpected EOF")
+            except TRANSIENT as e:
+                self._failed(e, w.offset > start)
+                continue
+            if not b:
+                self.close()
+                return b""
+            w.write(b)
+            self.p.bytes(self.sid, "Downloading", w.offset, self.total,
+                         force=bool(self.size and w.offset >= self.size))
+            return b
+
+    def drain(self) -> None:
+        while self.read(READ_CHUNK):
+            pass
+
+    def close(self) -> None:
+        if self.resp is not None:
+            self.resp.close()
+            self.resp = None
 
 
 class _ProgressReader:
@@ -457,9 +518,31 @@ class _ProgressReader:
         return b
 
 
+def _stream_factory(images, layers, diff_ids, chains, i, streamed: set):
+    """For the download of layer ``i``: when it starts and its parent is
+    already unpacked, a function that unpacks the layer from the download
+    stream (records the chain in ``streamed``); else None."""
+    def factory():
+        parent = chains[i - 1] if i > 0 else None
+        snaps = _snapshots(images)
+        if (parent is not None and not snaps.has(parent)) or snaps.has(chains[i]):
+            return None
+
+        def apply(stream):
+            got = images.apply_layer(parent, diff_ids[i], layers[i]["digest"], fileobj=stream)
+            if got != chains[i]:
+                raise DigestMismatch(f"layer chain mismatch: {got} != {chains[i]}")
+            streamed.add(chains[i])
+        return apply
+    return factory
+
+
 def _extract(images, content, desc: dict, diff_id: str, parent: str | None, chain: str,
-             sid: str, p: Progress) -> None:
-    if not _snapshots(images).has(chain):
+             sid: str, p: Progress, streamed: bool = False) -> None:
+    if streamed:           # unpacked while downloading
+        total = content.size(desc["digest"])
+        p.bytes(sid, "Extracting", total, total, force=True)
+    elif not _snapshots(images).has(chain):
         digest = desc["digest"]
         total = content.size(digest)
         with content.open(digest) as f:

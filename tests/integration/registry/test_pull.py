@@ -182,3 +182,34 @@ def test_schema1_refused(images, config):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_registry_mirrors(tmp_path, plain_registry, images, config, messages):
+    """docker.io names go to the mirror first; a mirror that is down or lacks
+    the image falls back to the registry that plays docker.io."""
+    on_mirror = R.build_image([R.layer_tar({"from": "mirror\n"})])
+    upstream_only = R.build_image([R.layer_tar({"from": "upstream\n"})])
+    with R.Registry(str(tmp_path / "mirror")) as mirror:
+        R.push_raw(mirror, "library/cached", on_mirror)
+        R.push_raw(plain_registry, "library/fresh", upstream_only)
+        config.default_registry = plain_registry.host
+        config.mirrors = [mirror.url]
+        assert pull(images, "cached", config=config, progress=messages).id == on_mirror["config"]
+        assert messages.statuses().count("Pulling from library/cached") == 1
+        assert pull(images, "fresh", config=config).id == upstream_only["config"]
+        images.remove("cached:latest")
+        images.remove("fresh:latest")
+        config.mirrors = [f"http://127.0.0.1:{R.free_port()}", mirror.url]   # first one is down
+        assert pull(images, "docker.io/library/cached", config=config).id == on_mirror["config"]
+        # a push never goes to a mirror
+        from skiff.registry import push
+        images.tag("cached:latest", "pushed", "1")
+        push(images, "pushed:1", config=config)
+    with urllib_open(f"{plain_registry.url}/v2/library/pushed/manifests/1") as r:
+        assert r.status == 200
+
+
+def urllib_open(url):
+    import urllib.request
+    return urllib.request.urlopen(urllib.request.Request(url, headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"}))
