@@ -7,7 +7,7 @@ fresh --root/--runroot (overlay driver, its default), docker has the image
 removed first. skiff runs in a subprocess so interpreter start-up counts,
 as podman's and docker's process start-up do.
 
-Run as root:  /opt/skiff/venv/bin/python bench/pull_bench.py [--runs 3]
+Run as root:  /opt/skiff/venv/bin/python bench/pull_bench.py [--runs 5]
 Everything lives under a temporary directory removed at the end; the only
 traffic is to 127.0.0.1.
 """
@@ -116,7 +116,7 @@ def time_docker(ref: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -139,8 +139,11 @@ def main() -> int:
             tools.append(("docker", lambda: time_docker(ref)))
         for name, fn in tools:
             fn()                                          # warm the registry's page cache
-            results[name] = [fn() for _ in range(args.runs)]
-        print(f"\ncold pull, median of {args.runs} runs:")
+            results[name] = []
+        for _ in range(args.runs):                        # interleaved: load hits all alike
+            for name, fn in tools:
+                results[name].append(fn())
+        print(f"\ncold pull, median of {args.runs} interleaved runs:")
         med = {k: statistics.median(v) for k, v in results.items()}
         for k, v in med.items():
             print(f"  {k:7s} {v:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in results[k])})")
