@@ -75,7 +75,7 @@ class ContentWriter:
         self.ref = ref
         self.expected_digest = validate_digest(expected_digest) if expected_digest else None
         self.expected_size = expected_size
-        self.lease = lease
+        self.lease = getattr(lease, "name", lease)  # a Lease or its name
         self.dir = store._ingest_dir(ref)
         os.makedirs(self.dir, exist_ok=True)
         self._lockfd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
@@ -312,6 +312,7 @@ class ContentStore:
     def add_bytes(self, data: bytes, expected_digest: str | None = None,
                   lease: str | None = None) -> str:
         d = digest_bytes(data)
+        lease = getattr(lease, "name", lease)
         if expected_digest and d != validate_digest(expected_digest):
             raise errors.DigestMismatch(f"unexpected commit digest {d}, expected {expected_digest}")
         if self.has(d):
@@ -389,7 +390,8 @@ class ContentStore:
         self._lease_save(name, data)
         return name
 
-    def lease_add(self, name: str, digest: str) -> None:
+    def lease_add(self, name, digest: str) -> None:
+        name = getattr(name, "name", name)
         validate_digest(digest)
         with open(os.path.join(self.leases, ".lock"), "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
@@ -400,7 +402,8 @@ class ContentStore:
                 data["digests"].append(digest)
             self._lease_save(name, data)
 
-    def lease_release(self, name: str) -> None:
+    def lease_release(self, name) -> None:
+        name = getattr(name, "name", name)
         try:
             os.unlink(self._lease_path(name))
         except FileNotFoundError:

@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 import time
 
 from skiff import errors
@@ -273,11 +274,26 @@ class SnapshotStore:
         """Mount the container's root filesystem (overlayfs) at ``target``
         (default: containers/<id>/merged); returns the mount point."""
         opts = self.mount_options(cid)
-        target = target or os.path.join(self._ctr(cid), "merged")
+        target = os.path.abspath(target or os.path.join(self._ctr(cid), "merged"))
         os.makedirs(target, exist_ok=True)
-        if len(opts) >= 4000:
-            raise errors.Internal("too many layers for one overlay mount")
-        ksys.mount("overlay", target, "overlay", 0, opts)
+        if len(opts) < 4000:
+            ksys.mount("overlay", target, "overlay", 0, opts)
+            return target
+        # Mount options are limited to one page: use paths relative to the
+        # storage root (l/<26 chars> per layer, as Docker's overlay2 does),
+        # resolved against the cwd of a short-lived mount(8) process (the
+        # daemon's own cwd is never changed).
+        meta = self._ctr_meta(cid)
+        lower = ":".join(os.path.join("l", c[7:33]) for c in reversed(meta["chain"]))
+        rel = os.path.relpath(self._ctr(cid), self.root)
+        ropts = f"lowerdir={lower},upperdir={rel}/upper,workdir={rel}/work"
+        if len(ropts) >= 4000:
+            raise errors.InvalidArgument(
+                f"max depth exceeded: image has {len(meta['chain'])} layers")
+        r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", ropts, target],
+                           cwd=self.root, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise errors.Internal(f"overlay mount of {cid} failed: {r.stderr.strip()}")
         return target
 
     def unmount(self, cid: str, target: str | None = None) -> None:

@@ -120,3 +120,19 @@ def test_export_is_the_merged_filesystem(images, busybox, mounted, tmp_path):
         im = images.import_tar(f, "imported", "1", changes=["CMD [\"sh\"]"])
     assert len(im.diff_ids) == 1 and im.config["config"]["Cmd"] == ["sh"]
     assert im.config["history"][-1]["comment"] == "Imported from -"
+
+
+def test_many_layers_mount(images, tmp_path):
+    """More layers than absolute paths fit in one mount option page."""
+    import io
+    from tests.unit.image.tarbuild import build, entry as E
+    parent, chain = None, []
+    for i in range(90):
+        parent, _ = images.storage.apply(parent, io.BytesIO(build([E("file", f"f{i}", b"x")])))
+        chain.append(parent)
+    assert len(":".join(images.storage.lower_dirs(chain))) > 4000
+    images.storage.prepare("ctr-deep", chain)
+    m = images.storage.mount("ctr-deep")
+    assert len([n for n in os.listdir(m) if n.startswith("f")]) == 90
+    images.storage.unmount("ctr-deep")
+    assert not os.path.ismount(m)

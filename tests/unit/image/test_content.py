@@ -79,7 +79,7 @@ def test_gc_keeps_roots_and_leased_blobs(store):
     b = store.add_bytes(b"b")
     with store.lease() as lease:
         c = store.add_bytes(b"c", lease=lease.name)
-        w = store.writer("in-progress", lease=lease.name)
+        w = store.writer("in-progress", lease=lease)  # a Lease object works too
         w.write(b"partial")
         removed = store.gc({a})
         assert removed == [b]
