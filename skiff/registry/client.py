@@ -127,6 +127,27 @@ class Pool:
 
     def request(self, method: str, url: str, headers: dict | None = None,
                 body=None, verify: bool = True) -> Response:
+        """One request; GET and HEAD follow redirects (blob storage often
+        answers 307 to a CDN), dropping Authorization when the host changes."""
+        hdrs = dict(headers or {})
+        for _ in range(10):
+            r = self._request_once(method, url, hdrs, body, verify)
+            if method not in ("GET", "HEAD") or r.status not in (301, 302, 303, 307, 308) \
+                    or not r.headers.get("Location"):
+                return r
+            loc = urllib.parse.urljoin(url, r.headers["Location"])
+            r.read()
+            r.close()
+            old, new = urllib.parse.urlsplit(url), urllib.parse.urlsplit(loc)
+            if new.scheme not in ("http", "https"):
+                raise TransportError(f"redirect to unsupported URL {loc!r}")
+            if (old.scheme, old.netloc) != (new.scheme, new.netloc):
+                hdrs.pop("Authorization", None)
+                verify = new.scheme == "https" and not self.config.is_insecure(new.netloc)
+            url = loc
+        raise TransportError(f"{method} {url}: stopped after 10 redirects")
+
+    def _request_once(self, method: str, url: str, headers: dict, body, verify: bool) -> Response:
         u = urllib.parse.urlsplit(url)
         scheme, host = u.scheme, u.netloc
         path = u.path + (("?" + u.query) if u.query else "")
@@ -230,7 +251,8 @@ class Repository:
                     errors.append(TransportError(
                         f"Get \"{cand.base}/v2/\": tls: {_ssl_reason(e)}"))
                 except (OSError, http.client.HTTPException) as e:
-                    errors.append(TransportError(f"Get \"{cand.base}/v2/\": {_os_reason(e)}"))
+                    errors.append(TransportError(
+                        f"Get \"{cand.base}/v2/\": {_os_reason(e, cand.host)}"))
                     break
                 except TransportError as e:
                     errors.append(e)
@@ -518,9 +540,9 @@ def _ssl_reason(e: ssl.SSLError) -> str:
     return e.reason or str(e)
 
 
-def _os_reason(e: BaseException) -> str:
+def _os_reason(e: BaseException, host: str | None = None) -> str:
     if isinstance(e, ConnectionRefusedError):
-        return "dial tcp: connect: connection refused"
+        return f"dial tcp{' ' + host if host else ''}: connect: connection refused"
     if isinstance(e, socket.timeout):
         return "i/o timeout"
     if isinstance(e, socket.gaierror):

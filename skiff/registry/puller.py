@@ -15,6 +15,7 @@ import json
 import platform as _platform
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DigestMismatch, InvalidArgument, NotFound, SkiffError, Unavailable
@@ -460,8 +461,9 @@ class _BlobStream:
         if self.attempts >= self.config.max_download_attempts:
             where = self.url or f"{self.repo.endpoint.base}/v2/{self.repo.path}/blobs/" \
                                 f"{self.digest}"
+            host = urllib.parse.urlsplit(where).netloc
             raise TransportError(f"error pulling layer {self.digest}: Get \"{where}\": "
-                                 f"{_os_reason(e)}") from None
+                                 f"{_os_reason(e, host)}") from None
         delay = self.config.retry_delay * self.attempts
         secs = max(1, round(delay))
         self.p.update(self.sid, f"Retrying in {secs} second{'s' if secs != 1 else ''}")

@@ -131,6 +131,19 @@ def test_zstd_and_foreign_layers(plain_registry, images, config, tmp_path, busyb
         R.push_raw(plain_registry, "fz", img)          # the foreign blob is not in the registry
         got = pull(images, f"{plain_registry.host}/fz", config=config)
         assert fs.hits.get("/layer.tar.gz") == 1
+        # the URL answers with a redirect to where the file is (a CDN would): followed
+        images.remove(f"{plain_registry.host}/fz:latest")
+        for chain in reversed(got.chain_ids):
+            if images.storage.has(chain):
+                images.storage.remove(chain)
+        if images.content.has(fdigest):
+            images.content.delete(fdigest)
+        man["layers"][-1]["urls"] = [fs.url("redirect?to=/layer.tar.gz")]
+        img["manifest"] = json.dumps(man).encode()
+        img["digest"] = R.sha256(img["manifest"])
+        R.push_raw(plain_registry, "fz", img, tag="2")
+        got = pull(images, f"{plain_registry.host}/fz:2", config=config)
+        assert fs.hits.get("/layer.tar.gz") == 2
     assert open(_rootfs_file(images, got, "z.txt")).read() == "zstd layer\n"
     assert open(_rootfs_file(images, got, "foreign.txt")).read() == "from a URL\n"
 
