@@ -72,6 +72,20 @@ class CA:
         _openssl("x509", "-req", "-in", csr, "-CA", self.ca_crt, "-CAkey", self.ca_key,
                  "-CAcreateserial", "-out", self.crt, "-days", "2", "-extfile", ext)
 
+    def client_cert(self, name: str = "client") -> tuple[str, str]:
+        """A client certificate signed by this CA: (cert path, key path)."""
+        key = os.path.join(self.dir, f"{name}.key")
+        crt = os.path.join(self.dir, f"{name}.cert")
+        csr = os.path.join(self.dir, f"{name}.csr")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        ext = os.path.join(self.dir, f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+        _openssl("x509", "-req", "-in", csr, "-CA", self.ca_crt, "-CAkey", self.ca_key,
+                 "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext)
+        return crt, key
+
     def install(self, certs_dir: str, host: str) -> str:
         """Put ca.crt where skiff (and Docker) look: <certs_dir>/<host>/ca.crt."""
         d = os.path.join(certs_dir, host)
@@ -215,16 +229,19 @@ class TokenService:
 class Registry:
     """Debian's docker-registry on 127.0.0.1:<free port>.
 
-    ``tls``: a CA (the registry serves a cert it signed); ``htpasswd``:
+    ``tls``: a CA (the registry serves a cert it signed); ``client_ca``:
+    with ``tls``, only clients with a certificate from that CA get in; ``htpasswd``:
     {user: password} for basic auth; ``token``: a TokenService for bearer
     auth. ``storage``: the registry's filesystem root (tests tamper with it)."""
 
     def __init__(self, d: str, *, tls: CA | None = None, htpasswd: dict | None = None,
-                 token: TokenService | None = None, port: int | None = None):
+                 token: TokenService | None = None, port: int | None = None,
+                 client_ca: CA | None = None):
         self.dir = d
         os.makedirs(d, exist_ok=True)
         self.storage = os.path.join(d, "storage")
         self.tls, self.htpasswd, self.token = tls, htpasswd, token
+        self.client_ca = client_ca          # with tls: require client certificates (mTLS)
         self.port = port or 0
         self.proc: subprocess.Popen | None = None
         self.log_path = os.path.join(d, "registry.log")
@@ -248,6 +265,8 @@ class Registry:
         }
         if self.tls:
             cfg["http"]["tls"] = {"certificate": self.tls.crt, "key": self.tls.key}
+            if self.client_ca:
+                cfg["http"]["tls"]["clientcas"] = [self.client_ca.ca_crt]
         if self.htpasswd:
             path = os.path.join(self.dir, "htpasswd")
             with open(path, "w") as f:

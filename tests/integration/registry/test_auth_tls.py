@@ -129,3 +129,30 @@ def R_push_with_token(reg, svc, repo, image):
     urllib.request.urlopen(urllib.request.Request(
         f"{reg.url}/v2/{repo}/manifests/latest", data=image["manifest"], method="PUT",
         headers={**hdr, "Content-Type": image["media_type"]})).read()
+
+
+def test_client_certificate_from_certs_d(tmp_path, ca, images, config):
+    """certs.d/<host:port>/ holds ca.crt plus client.cert/client.key (Docker's
+    layout); a registry that demands client certificates lets skiff in."""
+    import shutil as sh
+    with R.Registry(str(tmp_path / "mtls"), tls=ca, client_ca=ca) as reg:
+        crt, key = ca.client_cert("skiff")
+        ctx = ssl.create_default_context(cafile=ca.ca_crt)
+        ctx.load_cert_chain(crt, key)
+        img = small_image("mtls\n")
+        R.push_raw(reg, "m/app", img, context=ctx)
+        config.insecure_registries = []
+        d = ca.install(config.certs_dir, reg.host)
+        with pytest.raises(errors.SkiffError):
+            pull(images, f"{reg.host}/m/app", config=config)      # no client certificate
+        assert images.list_json() == []
+        sh.copy(crt, f"{d}/client.cert")
+        sh.copy(key, f"{d}/client.key")
+        assert pull(images, f"{reg.host}/m/app", config=config).id == img["config"]
+        # a key without its certificate is a configuration error, said clearly
+        import os
+        os.unlink(f"{d}/client.cert")
+        images.remove(f"{reg.host}/m/app:latest")
+        with pytest.raises(errors.InvalidArgument) as e:
+            pull(images, f"{reg.host}/m/app", config=config)
+        assert "missing client certificate client.cert for key client.key" in str(e.value)

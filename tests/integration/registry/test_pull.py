@@ -226,3 +226,20 @@ def urllib_open(url):
     import urllib.request
     return urllib.request.urlopen(urllib.request.Request(url, headers={
         "Accept": "application/vnd.docker.distribution.manifest.v2+json"}))
+
+
+def test_concurrency_limit_shows_waiting(plain_registry, images, config, messages):
+    img = R.build_image([R.layer_tar({f"l{i}": f"layer {i}\n"}) for i in range(5)])
+    R.push_raw(plain_registry, "five", img)
+    config.max_concurrent_downloads = 2
+    got = pull(images, f"{plain_registry.host}/five", config=config, progress=messages)
+    assert len(got.chain_ids) == 5
+    ids = [d[7:19] for d in img["layers"]]
+    for i, sid in enumerate(ids):
+        st = messages.statuses(sid)
+        assert st[0] == "Pulling fs layer"
+        assert ("Waiting" in st) == (i >= 2)
+        assert st[-1] == "Pull complete"
+    # layers complete in order
+    done = [m["id"] for m in messages if m.get("status") == "Pull complete"]
+    assert done == ids
