@@ -142,62 +142,56 @@ def go_quote(s):
 
 # -- ports (docker's DisplayablePorts) --------------------------------------
 def display_ports(ports):
+    """docker's formatter.DisplayablePorts: sort, group consecutive ports
+    per IP/proto, host mappings whose public port differs come last."""
     if not ports:
         return ""
+
+    def key(p):
+        return (p.get("PrivatePort", 0), p.get("IP", "") or "", p.get("PublicPort", 0) or 0,
+                p.get("Type", ""))
     groups = {}
     order = []
-    hostmap = {}
     result = []
-    for p in ports:
-        ptype = p.get("Type", "tcp")
-        priv = p.get("PrivatePort", 0)
-        pub = p.get("PublicPort", 0)
-        ip = p.get("IP", "")
-        if pub:
-            if ":" in ip:
-                ip = f"[{ip}]"
-            key = f"{ip}:{pub}" if ip else f"{pub}"
-            hostmap.setdefault(key, None)
-            gk = (ip, ptype)
-            if gk not in groups:
-                groups[gk] = []
-                order.append(gk)
-            groups[gk].append((pub, priv))
-        else:
-            result.append((priv, priv, ptype))
-    out = []
-    for gk in order:
-        ip, ptype = gk
-        pairs = sorted(set(groups[gk]))
-        start = prev = None
-        for pub, priv in pairs:
-            if start is not None and pub == prev[0] + 1 and priv == prev[1] + 1:
-                prev = (pub, priv)
+    host_maps = []
+    for p in sorted(ports, key=key):
+        cur = p.get("PrivatePort", 0)
+        ptype = p.get("Type", "")
+        pkey = ptype
+        ip = p.get("IP", "") or ""
+        if ip:
+            pub = p.get("PublicPort", 0) or 0
+            if pub != cur:
+                hp = f"[{ip}]:{pub}" if ":" in ip else f"{ip}:{pub}"
+                host_maps.append(f"{hp}->{cur}/{ptype}")
                 continue
-            if start is not None:
-                out.append(_fmt_range(ip, start, prev, ptype))
-            start = prev = (pub, priv)
-        if start is not None:
-            out.append(_fmt_range(ip, start, prev, ptype))
-    # unpublished: group consecutive ranges too
-    unpub = sorted(set(result), key=lambda x: (x[2], x[0]))
-    i = 0
-    while i < len(unpub):
-        s, _, t = unpub[i]
-        e = s
-        while i + 1 < len(unpub) and unpub[i + 1][2] == t and unpub[i + 1][0] == e + 1:
-            i += 1
-            e = unpub[i][0]
-        out.append(f"{s}/{t}" if s == e else f"{s}-{e}/{t}")
-        i += 1
-    return ", ".join(out)
+            pkey = f"{ip}/{ptype}"
+        g = groups.get(pkey)
+        if g is None:
+            groups[pkey] = [cur, cur]
+            order.append(pkey)
+            continue
+        if cur == g[1] + 1:
+            g[1] = cur
+            continue
+        result.append(_form_group(pkey, g[0], g[1]))
+        groups[pkey] = [cur, cur]
+    for k in order:
+        g = groups[k]
+        result.append(_form_group(k, g[0], g[1]))
+    return ", ".join(result + host_maps)
 
 
-def _fmt_range(ip, start, end, ptype):
-    pub = f"{start[0]}" if start == end else f"{start[0]}-{end[0]}"
-    priv = f"{start[1]}" if start == end else f"{start[1]}-{end[1]}"
-    host = f"{ip}:{pub}" if ip else pub
-    return f"{host}->{priv}/{ptype}"
+def _form_group(key, start, last):
+    parts = key.split("/")
+    gtype = parts[0]
+    ip = ""
+    if len(parts) > 1:
+        ip, gtype = parts[0], parts[1]
+    group = str(start) if start == last else f"{start}-{last}"
+    if ip:
+        group = f"{ip}:{group}->{group}"
+    return f"{group}/{gtype}"
 
 
 # -- tabwriter ----------------------------------------------------------------
@@ -440,6 +434,7 @@ class ImageCtx(Ctx):
                "Digest": "DIGEST", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                "Size": "SIZE", "Containers": "CONTAINERS", "VirtualSize": "VIRTUAL SIZE",
                "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+    HEADERS["VirtualSize"] = "SIZE"
 
     def __init__(self, img, repo, tag, digest, trunc=True, now=None):
         self.i = img

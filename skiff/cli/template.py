@@ -89,8 +89,38 @@ def go_str(v):
     return repr(v)
 
 
+class NilList(list):
+    """A nil Go slice: prints "[]", marshals as null."""
+
+
+class NilMap(dict):
+    """A nil Go map: prints "map[]", marshals as null."""
+
+
+# docker API fields that are slices / maps in Go: a JSON null there is a nil
+# slice or map, which text/template prints as [] / map[] rather than <nil>.
+NIL_SLICE_FIELDS = frozenset((
+    "Args", "Entrypoint", "Cmd", "Env", "Binds", "Links", "CapAdd", "CapDrop", "Dns",
+    "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "SecurityOpt", "VolumesFrom",
+    "Mounts", "Devices", "DeviceCgroupRules", "DeviceRequests", "Ulimits", "MaskedPaths",
+    "ReadonlyPaths", "OnBuild", "Aliases", "DNSNames", "RepoTags", "RepoDigests", "Shell",
+    "Names", "Ports", "Warnings", "ExecIDs", "Layers", "Config", "BlkioWeightDevice",
+    "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps", "ConsoleSize"))
+NIL_MAP_FIELDS = frozenset((
+    "Labels", "ExposedPorts", "Volumes", "PortBindings", "Tmpfs", "Sysctls", "StorageOpt",
+    "Options", "DriverOpts", "Annotations", "Networks", "Containers", "Attributes",
+    "Data", "Status"))
+
+
 def to_jsonable(v):
+    if isinstance(v, (NilList, NilMap)):
+        return None
     if isinstance(v, dict):
+        if v and not all(isinstance(k, str) and k[:1].isupper() and k.isidentifier()
+                         for k in v):
+            # a Go map (keys are data, not field names): json.Marshal sorts keys
+            return {k: to_jsonable(v[k]) for k in sorted(v)}
         return {k: to_jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [to_jsonable(x) for x in v]
@@ -100,8 +130,13 @@ def to_jsonable(v):
 
 
 def go_json(v):
+    """docker's ``json`` template function: an Encoder without HTML escaping
+    for plain data; docker's list contexts marshal themselves with
+    json.Marshal, which escapes <, > and &."""
     s = json.dumps(to_jsonable(v), separators=(",", ":"), ensure_ascii=False)
-    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    if hasattr(v, "to_json"):
+        s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return s
 
 
 # -- lexer ------------------------------------------------------------------
@@ -339,10 +374,17 @@ def _field(obj, name, args=()):
             return MISSING
         return MISSING
     if isinstance(obj, dict):
-        if name in obj:
+        try:
             v = obj[name]
-        else:
+        except KeyError:
             return MISSING
+        if v is None:
+            if name in NIL_SLICE_FIELDS:
+                return NilList()
+            if name in NIL_MAP_FIELDS:
+                return NilMap()
+        if args and not callable(v):
+            return v
     else:
         attr = getattr(obj, "FIELDS", None)
         if attr is not None and name not in attr:

@@ -117,7 +117,7 @@ def image_rows(imgs, trunc=True, digests=False, now=None, want=None):
             r, _, tag = t.rpartition(":")
             if want and R.familiar(R.parse(want)[0]) != r:
                 continue
-            ds = repo_digests.get(r) or ["<none>"]
+            ds = (repo_digests.get(r) if digests else None) or ["<none>"]
             rows.append(fmt.ImageCtx(img, r, tag, ds[0], trunc, now))
             done = True
         if not done and not tags or (not done and all(t == "<none>:<none>" for t in tags)):
@@ -148,19 +148,14 @@ def cmd_images(cli, args, name="images"):
     if f:
         params["filters"] = f
     imgs = cli.client.get("/images/json", params) or []
-    if o.quiet:
-        seen = []
-        for img in imgs:
-            iid = img.get("Id", "")
-            s = iid if o.no_trunc else fmt.truncate_id(iid)
-            if s not in seen:
-                seen.append(s)
-        for s in seen:
-            print(s)
-        return 0
     imgs.sort(key=lambda i: -(i.get("Created") or 0))
-    rows = image_rows(imgs, not o.no_trunc, o.digests, time.time())
+    show_digest = o.digests or ".Digest" in (o.format or "")
+    rows = image_rows(imgs, not o.no_trunc, show_digest, time.time())
     rows.sort(key=lambda r: (r.Repository == "<none>", r.Repository, -(r.i.get("Created") or 0)))
+    if o.quiet:
+        for r in rows:
+            print(r.ID)
+        return 0
     table = IMAGES_TABLE_DIGESTS if o.digests else IMAGES_TABLE
     fmt.write_formatted(o.format, rows, fmt.header_ctx(fmt.ImageCtx.HEADERS), table)
     return 0
