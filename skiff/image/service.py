@@ -628,6 +628,7 @@ class ImageService:
                     self._untag(repos, t)
                     deleted.append({"Untagged": t})
                 deleted.extend(self._delete_image(im.id))
+            self.gc()
             reclaimed = max(0, before - self._usage_bytes())
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
@@ -753,20 +754,68 @@ class ImageService:
         return self._register(mf.canonical(cfg), layers, tags=tags,
                               parent=base.id if base else "")
 
-    def export_container(self, container_id: str, fileobj) -> None:
-        """docker export: the container's whole filesystem as a tar."""
+    def export_container(self, container_id: str, fileobj, rootfs: str | None = None) -> None:
+        """docker export: the container's whole filesystem as a tar.
+
+        ``rootfs``: where the engine has the container's filesystem mounted
+        (a running container: overlayfs refuses a second mount of the same
+        upper dir). If None, the default mount point is used when mounted,
+        else a private temporary mount is made and removed."""
         from skiff.image.archive.diff import write_tree
 
+        self.storage.container_meta(container_id)
+        default = os.path.join(self.storage.ctrdir, container_id, "merged")
+        for cand in (rootfs, default):
+            if cand and os.path.ismount(cand):
+                write_tree(cand, fileobj)
+                return
         target = os.path.join(self.tmpdir, f"export-{secrets.token_hex(8)}")
         os.makedirs(target)
         try:
-            self.storage.mount(container_id, target)
+            try:
+                self.storage.mount(container_id, target)
+            except OSError as e:
+                if e.errno == 16:
+                    raise errors.Conflict(
+                        f"container {container_id} is mounted elsewhere: pass its rootfs "
+                        f"to export") from None
+                raise
             try:
                 write_tree(target, fileobj)
             finally:
                 self.storage.unmount(container_id, target)
         finally:
             os.rmdir(target)
+
+    def gc(self, min_age: float = 600.0) -> dict:
+        """Remove snapshots no image or container uses (older than
+        ``min_age`` seconds and not made from a blob leased by a pull in
+        progress) and unreferenced, unleased blobs."""
+        removed = []
+        with self._lock:
+            used = self._chains_in_use()
+            leased = self.content.leased()
+            now = time.time()
+            metas = {}
+            for c in self.storage.list():
+                try:
+                    metas[c] = self.storage.meta(c)
+                except errors.NotFound:
+                    continue
+            # newest (children) first: a parent stays while any child stays
+            for c, m in sorted(metas.items(), key=lambda kv: -kv[1].get("created", 0)):
+                if c in used or any(mm.get("parent") == c and x not in removed
+                                    for x, mm in metas.items()):
+                    continue
+                if now - m.get("created", 0) < min_age or m.get("blob") in leased:
+                    continue
+                try:
+                    self.storage.remove(c)
+                    removed.append(c)
+                except errors.Conflict:
+                    pass
+            blobs = self.content.gc(self._referenced_blobs())
+        return {"snapshots": removed, "blobs": blobs}
 
     # ------------------------------------------------------------ save/load
     from skiff.image.archive.docker_archive import load as _load_archive  # noqa: E402

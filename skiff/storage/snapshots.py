@@ -168,7 +168,7 @@ class SnapshotStore:
                 return chain, result
             _write_json(os.path.join(work, "meta.json"), {
                 "chain_id": chain, "parent": parent_chain, "diff_id": result.diff_id,
-                "size": result.content_size, "created": time.time(),
+                "size": result.content_size, "created": time.time(), "blob": result.digest,
                 "link": self._make_link(chain)})
             if os.path.exists(final):  # stale, incomplete (no meta.json)
                 shutil.rmtree(final, ignore_errors=True)

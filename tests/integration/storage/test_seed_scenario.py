@@ -136,3 +136,17 @@ def test_many_layers_mount(images, tmp_path):
     assert len([n for n in os.listdir(m) if n.startswith("f")]) == 90
     images.storage.unmount("ctr-deep")
     assert not os.path.ismount(m)
+
+
+def test_gc_removes_orphan_snapshots_but_not_leased_ones(images, busybox):
+    import io
+    from tests.unit.image.tarbuild import build, entry as E
+    raw = build([E("file", "orphan", b"x")])
+    chain, res = images.storage.apply(busybox.chain_ids[-1], io.BytesIO(raw))
+    # too young: kept (a pull may be about to register it)
+    assert images.gc()["snapshots"] == []
+    with images.content.lease() as lease:
+        lease.add(res.digest)
+        assert images.gc(min_age=0)["snapshots"] == []
+    assert images.gc(min_age=0)["snapshots"] == [chain]
+    assert images.storage.list() == busybox.chain_ids  # the image's own layer stays
