@@ -115,8 +115,32 @@ class ImageService:
         self.storage = SnapshotStore(storage_root or os.path.join(self.root, "storage"))
         self.repos_path = os.path.join(self.image_root, "repositories.json")
         self._lock = threading.RLock()
+        self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
+        """Drop leftovers of loads/commits/exports whose process is gone
+        (another ImageService on the same root may be working right now).
+        A leftover export mount is unmounted first: rmtree must never walk
+        into a container's filesystem."""
         for name in os.listdir(self.tmpdir):
-            shutil.rmtree(os.path.join(self.tmpdir, name), ignore_errors=True)
+            parts = name.split("-")
+            if len(parts) >= 3 and parts[1].isdigit():
+                pid = int(parts[1])
+                if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
+                    continue
+            p = os.path.join(self.tmpdir, name)
+            if os.path.ismount(p):
+                try:
+                    ksys.umount(p, ksys.MNT_DETACH)
+                except OSError:
+                    continue
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
 
     # ------------------------------------------------------------------ db
     def _repos(self) -> dict:
@@ -722,7 +746,7 @@ class ImageService:
             raise errors.Conflict(f"container {container_id} was not created from image "
                                   f"{base.id}")
         upper = self.storage.upper_dir(container_id)
-        tmp = os.path.join(self.tmpdir, f"commit-{secrets.token_hex(8)}.tar")
+        tmp = os.path.join(self.tmpdir, f"commit-{os.getpid()}-{secrets.token_hex(8)}.tar")
         try:
             with open(tmp, "wb") as f:
                 write_tree(upper, f, whiteouts=True)
@@ -769,7 +793,7 @@ class ImageService:
             if cand and os.path.ismount(cand):
                 write_tree(cand, fileobj)
                 return
-        target = os.path.join(self.tmpdir, f"export-{secrets.token_hex(8)}")
+        target = os.path.join(self.tmpdir, f"export-{os.getpid()}-{secrets.token_hex(8)}")
         os.makedirs(target)
         try:
             try:

@@ -117,7 +117,7 @@ class SnapshotStore:
                 p = os.path.join(self.tmpdir, name)
                 try:
                     pid = int(name.split("-")[1])
-                    if pid != os.getpid() and os.path.exists(f"/proc/{pid}"):
+                    if os.path.exists(f"/proc/{pid}"):  # still working (maybe us)
                         continue
                 except (ValueError, IndexError):
                     pass
@@ -307,11 +307,40 @@ class SnapshotStore:
                 else:
                     raise
 
+    def _mounts_of(self, cid: str) -> list[str]:
+        """Mount points of overlay mounts that use this container's upper
+        dir (wherever the engine mounted it)."""
+        d = self._ctr(cid)
+        keys = (f"upperdir={d}/upper,", f"upperdir={os.path.relpath(d, self.root)}/upper,")
+        out = []
+        try:
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    fields = line.split()
+                    if " - overlay " not in line:
+                        continue
+                    opts = fields[-1] + ","
+                    if any(k in opts for k in keys):
+                        out.append(fields[4].encode().decode("unicode_escape"))
+        except OSError:
+            pass
+        return out
+
     def remove_container(self, cid: str) -> None:
         d = self._ctr(cid)
         if not os.path.exists(d):
             return
         self.unmount(cid)
+        for mp in self._mounts_of(cid):
+            # still mounted somewhere (the engine's bundle rootfs): detach it,
+            # the layer is going away
+            try:
+                ksys.umount(mp, ksys.MNT_DETACH)
+            except OSError:
+                pass
+        merged = os.path.join(d, "merged")
+        if os.path.ismount(merged):
+            raise errors.Conflict(f"container {cid}: root filesystem is still mounted")
         trash = os.path.join(self.tmpdir, f"del-{os.getpid()}-{secrets.token_hex(8)}")
         os.rename(d, trash)
         shutil.rmtree(trash, ignore_errors=True)

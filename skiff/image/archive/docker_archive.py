@@ -80,7 +80,7 @@ def _blob_path(digest: str) -> str:
 
 # --------------------------------------------------------------------- load
 def load(svc, fileobj) -> list[str]:
-    work = os.path.join(svc.tmpdir, f"load-{secrets.token_hex(8)}")
+    work = os.path.join(svc.tmpdir, f"load-{os.getpid()}-{secrets.token_hex(8)}")
     os.makedirs(work)
     try:
         try:

@@ -150,3 +150,13 @@ def test_gc_removes_orphan_snapshots_but_not_leased_ones(images, busybox):
         assert images.gc(min_age=0)["snapshots"] == []
     assert images.gc(min_age=0)["snapshots"] == [chain]
     assert images.storage.list() == busybox.chain_ids  # the image's own layer stays
+
+
+def test_remove_container_detaches_mounts_made_elsewhere(images, busybox, tmp_path):
+    images.prepare_container("ctr-x", busybox.id)
+    target = tmp_path / "bundle" / "rootfs"
+    images.mount_container("ctr-x", str(target))
+    assert os.path.ismount(target)
+    images.remove_container("ctr-x")
+    assert not os.path.ismount(target)
+    assert "ctr-x" not in images.storage.container_ids()
