@@ -254,7 +254,7 @@ def _pull_from(images, repo: Repository, ref: Reference, body: bytes, mt: str, d
     if not content.has(cfg_digest):
         with repo.open_blob(cfg_digest) as r:
             cfg_bytes = r.read()
-        content.add_bytes(cfg_bytes, cfg_digest)
+        _retry_locked(lambda: content.add_bytes(cfg_bytes, cfg_digest))
     cfg_bytes = content.read(cfg_digest)
     cfg = json.loads(cfg_bytes)
     if explicit_platform and index is None:
@@ -389,6 +389,8 @@ def _download(repo: Repository, content, desc: dict, p: Progress, config: Regist
                 if apply_fn is not None and w.offset == 0:
                     try:
                         apply_fn(stream)
+                    except _AlreadyApplied:
+                        pass                 # drained below into the content store
                     except (TransportError, RegistryError, Cancelled):
                         raise
                     except SkiffError as e:
@@ -520,6 +522,21 @@ class _ProgressReader:
         return b
 
 
+_CHAIN_LOCKS: dict[str, threading.Lock] = {}
+_CHAIN_LOCKS_GUARD = threading.Lock()
+
+
+def _chain_lock(chain: str) -> threading.Lock:
+    """One unpack of a given chain at a time in this process (two pulls of
+    the same image share the work instead of racing on the snapshot)."""
+    with _CHAIN_LOCKS_GUARD:
+        return _CHAIN_LOCKS.setdefault(chain, threading.Lock())
+
+
+class _AlreadyApplied(Exception):
+    """Another pull unpacked this layer meanwhile: just store the blob."""
+
+
 def _stream_factory(images, layers, diff_ids, chains, i, streamed: set):
     """For the download of layer ``i``: when it starts and its parent is
     already unpacked, a function that unpacks the layer from the download
@@ -531,7 +548,11 @@ def _stream_factory(images, layers, diff_ids, chains, i, streamed: set):
             return None
 
         def apply(stream):
-            got = images.apply_layer(parent, diff_ids[i], layers[i]["digest"], fileobj=stream)
+            with _chain_lock(chains[i]):
+                if snaps.has(chains[i]):
+                    raise _AlreadyApplied()
+                got = images.apply_layer(parent, diff_ids[i], layers[i]["digest"],
+                                         fileobj=stream)
             if got != chains[i]:
                 raise DigestMismatch(f"layer chain mismatch: {got} != {chains[i]}")
             streamed.add(chains[i])
@@ -544,16 +565,31 @@ def _extract(images, content, desc: dict, diff_id: str, parent: str | None, chai
     if streamed:           # unpacked while downloading
         total = content.size(desc["digest"])
         p.bytes(sid, "Extracting", total, total, force=True)
-    elif not _snapshots(images).has(chain):
-        digest = desc["digest"]
-        total = content.size(digest)
-        with content.open(digest) as f:
-            got = images.apply_layer(parent, diff_id, digest,
-                                     fileobj=_ProgressReader(f, sid, total, p))
-        p.bytes(sid, "Extracting", total, total, force=True)
-        if got != chain:
-            raise DigestMismatch(f"layer chain mismatch: {got} != {chain}")
+    else:
+        with _chain_lock(chain):
+            if not _snapshots(images).has(chain):
+                digest = desc["digest"]
+                total = content.size(digest)
+                with content.open(digest) as f:
+                    got = images.apply_layer(parent, diff_id, digest,
+                                             fileobj=_ProgressReader(f, sid, total, p))
+                p.bytes(sid, "Extracting", total, total, force=True)
+                if got != chain:
+                    raise DigestMismatch(f"layer chain mismatch: {got} != {chain}")
     p.update(sid, "Pull complete")
+
+
+def _retry_locked(fn, timeout: float = 60.0):
+    """Run ``fn``; while another pull holds the content store's lock on the
+    same small blob (config, manifest), wait and try again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _register(images, ref: Reference, *, manifest_body: bytes, manifest_digest: str,
@@ -566,11 +602,12 @@ def _register(images, ref: Reference, *, manifest_body: bytes, manifest_digest: 
             before = images.resolve(ref.familiar)
         except SkiffError:
             before = None
-    img = images.add(manifest_body, images.content.read(config_digest), ref.familiar,
-                     manifest_digest=manifest_digest)
+    img = _retry_locked(lambda: images.add(manifest_body, images.content.read(config_digest),
+                                           ref.familiar, manifest_digest=manifest_digest))
     if top_digest != manifest_digest and index_body is not None:
         # the repo digest users see is the index's (what the tag points to)
-        images._register(images.content.read(config_digest), img.layers,
-                         repo_digests=[f"{ref.familiar_name}@{top_digest}"],
-                         manifest_digest=top_digest, manifest_bytes=index_body)
+        _retry_locked(lambda: images._register(
+            images.content.read(config_digest), img.layers,
+            repo_digests=[f"{ref.familiar_name}@{top_digest}"],
+            manifest_digest=top_digest, manifest_bytes=index_body))
     return before != config_digest

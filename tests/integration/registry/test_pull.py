@@ -243,3 +243,29 @@ def test_concurrency_limit_shows_waiting(plain_registry, images, config, message
     # layers complete in order
     done = [m["id"] for m in messages if m.get("status") == "Pull complete"]
     assert done == ids
+
+
+def test_concurrent_pulls_of_one_image(plain_registry, images, config, busybox_layer):
+    """Two pulls of the same image at once (two docker pull clients): both
+    succeed, each blob is downloaded once, one image results."""
+    img = R.build_image([busybox_layer, R.layer_tar({"big": os.urandom(4 << 20)}),
+                         R.layer_tar({"x": "x\n"})])
+    R.push_raw(plain_registry, "same", img)
+    name = f"{plain_registry.host}/same"
+    results, errs = [], []
+
+    def one():
+        try:
+            results.append(pull(images, name, config=config).id)
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+
+    ts = [threading.Thread(target=one) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert errs == []
+    assert results == [img["config"]] * 3
+    assert [i["Id"] for i in images.list_json()] == [img["config"]]
+    assert images.content.ingests_in_progress() == []
