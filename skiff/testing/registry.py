@@ -484,9 +484,49 @@ def build_image(layers: list[bytes], kind: str = "docker", compress: str = "gzip
             "digest": sha256(body)}
 
 
-def _req(method, url, data=None, headers=None, auth=None, context=None):
+def busybox_image(kind: str = "docker", rootfs: str | None = None, extra: dict | None = None,
+                  **cfg_kw) -> dict:
+    """The busybox image (one layer from Debian's static busybox, Cmd ["sh"]),
+    plus an optional second layer of ``extra`` files; built offline."""
+    import tempfile
+    from skiff.testing.busybox import make_rootfs
+    if rootfs is None:
+        with tempfile.TemporaryDirectory(prefix="skiff-bb-") as tmp:
+            layers = [layer_tar(rootfs=make_rootfs(os.path.join(tmp, "rootfs")))]
+    else:
+        layers = [layer_tar(rootfs=rootfs)]
+    if extra:
+        layers.append(layer_tar(extra))
+    return build_image(layers, kind=kind, **cfg_kw)
+
+
+def seed(reg: "Registry", repo: str = "library/busybox", image: dict | None = None,
+         tag: str = "latest") -> dict:
+    """Put ``image`` (default: busybox_image()) into ``reg`` as repo:tag, in
+    whatever auth mode the registry runs (basic: its first user; token: a
+    push token issued by its TokenService). Returns the image dict; e2e
+    tests then ``docker pull`` it through skiffd with default-registry set
+    to ``reg.host``."""
+    image = image or busybox_image()
+    auth = token = None
+    if reg.htpasswd:
+        auth = next(iter(reg.htpasswd.items()))
+    elif reg.token:
+        token = reg.token.issue("seed", [{"type": "repository", "name": repo,
+                                          "actions": ["pull", "push"]}])
+    ctx = None
+    if reg.tls:
+        import ssl
+        ctx = ssl.create_default_context(cafile=reg.tls.ca_crt)
+    push_raw(reg, repo, image, tag=tag, auth=auth, context=ctx, token=token)
+    return image
+
+
+def _req(method, url, data=None, headers=None, auth=None, context=None, token=None):
     h = dict(headers or {})
-    if auth:
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    elif auth:
         h["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     r = urllib.request.Request(url, data=data, headers=h, method=method)
     return urllib.request.urlopen(r, timeout=60, context=context)
@@ -494,23 +534,27 @@ def _req(method, url, data=None, headers=None, auth=None, context=None):
 
 def push_raw(reg: Registry, repo: str, image: dict, tag: str | None = "latest",
              auth: tuple[str, str] | None = None, skip_blobs: tuple = (),
-             context=None) -> str:
+             context=None, token: str | None = None) -> str:
     """Upload blobs and the manifest with urllib (no skiff code), plain HTTP
-    or TLS (``context``), basic auth only. Returns the manifest digest."""
+    or TLS (``context``), basic auth or a bearer ``token``. Returns the
+    manifest digest."""
     base = reg.url
     for d, data in image["blobs"].items():
         if d in skip_blobs:
             continue
-        r = _req("POST", f"{base}/v2/{repo}/blobs/uploads/", b"", auth=auth, context=context)
+        r = _req("POST", f"{base}/v2/{repo}/blobs/uploads/", b"", auth=auth, context=context,
+                 token=token)
         loc = r.headers["Location"]
         if loc.startswith("/"):
             loc = base + loc
         sep = "&" if "?" in loc else "?"
         _req("PUT", f"{loc}{sep}digest={d}", data,
-             {"Content-Type": "application/octet-stream"}, auth=auth, context=context).read()
+             {"Content-Type": "application/octet-stream"}, auth=auth, context=context,
+             token=token).read()
     ref = tag or image["digest"]
     _req("PUT", f"{base}/v2/{repo}/manifests/{ref}", image["manifest"],
-         {"Content-Type": image["media_type"]}, auth=auth, context=context).read()
+         {"Content-Type": image["media_type"]}, auth=auth, context=context,
+         token=token).read()
     return image["digest"]
 
 

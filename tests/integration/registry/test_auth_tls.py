@@ -84,7 +84,7 @@ def test_bearer_token_flow(token_registry, token_service, images, config, messag
     assert token_service.requests[-1]["scopes"] == ["repository:alice/app:pull"]
 
     creds = {"username": "alice", "password": USERS["alice"]}
-    R_push_with_token(token_registry, token_service, "alice/app", base)
+    R.seed(token_registry, "alice/app", base)
     anon = [r for r in token_service.requests if r["user"] == ""]
     assert anon[0]["granted"][0]["actions"] == ["pull"]
     token_service.requests.clear()
@@ -109,26 +109,6 @@ def test_bearer_token_flow(token_registry, token_service, images, config, messag
     with pytest.raises(errors.Unauthorized) as e:
         check_login(token_registry.host, Credentials("bob", "bad"), config)
     assert "incorrect username or password" in str(e.value)
-
-
-def R_push_with_token(reg, svc, repo, image):
-    """Upload with a token the service issues to alice (urllib, no skiff)."""
-    import urllib.request
-    tok = svc.issue("alice", [{"type": "repository", "name": repo, "actions": ["pull", "push"]}])
-    hdr = {"Authorization": f"Bearer {tok}"}
-    for d, data in image["blobs"].items():
-        req = urllib.request.Request(f"{reg.url}/v2/{repo}/blobs/uploads/", data=b"",
-                                     headers=hdr, method="POST")
-        loc = urllib.request.urlopen(req).headers["Location"]
-        if loc.startswith("/"):
-            loc = reg.url + loc
-        sep = "&" if "?" in loc else "?"
-        urllib.request.urlopen(urllib.request.Request(
-            f"{loc}{sep}digest={d}", data=data, method="PUT",
-            headers={**hdr, "Content-Type": "application/octet-stream"})).read()
-    urllib.request.urlopen(urllib.request.Request(
-        f"{reg.url}/v2/{repo}/manifests/latest", data=image["manifest"], method="PUT",
-        headers={**hdr, "Content-Type": image["media_type"]})).read()
 
 
 def test_client_certificate_from_certs_d(tmp_path, ca, images, config):

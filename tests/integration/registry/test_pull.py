@@ -269,3 +269,12 @@ def test_concurrent_pulls_of_one_image(plain_registry, images, config, busybox_l
     assert results == [img["config"]] * 3
     assert [i["Id"] for i in images.list_json()] == [img["config"]]
     assert images.content.ingests_in_progress() == []
+
+
+def test_seed_helper_for_e2e(basic_registry, images, config):
+    """skiff.testing.registry.seed puts busybox into any registry mode."""
+    img = R.seed(basic_registry)
+    config.default_registry = basic_registry.host
+    got = pull(images, "busybox", config=config, auth={"username": "alice",
+                                                         "password": "wonderland"})
+    assert got.id == img["config"] and got.config["config"]["Cmd"] == ["sh"]
