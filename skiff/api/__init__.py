@@ -1,0 +1,1 @@
+"""The Docker Engine API over a unix socket (aiohttp)."""

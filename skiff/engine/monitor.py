@@ -1,0 +1,262 @@
+"""The per-container monitor: conmon.
+
+conmon (the monitor Podman and CRI-O use) holds a container's stdio, its
+log file, its TTY and finally its exit code, so containers outlive skiffd.
+The engine talks to it through files and sockets only:
+
+- ``<exec-root>/conmon/<id>/``: ``conmon.pid``, ``pid`` (container pid),
+  ``exits/<id>`` (exit code), persist dir (``exit``, ``oom``), runtime log;
+- ``<bundle>/attach``: SOCK_SEQPACKET; output packets start with a byte
+  (2 stdout, 3 stderr), input is written raw to the container's stdin;
+- ``<bundle>/ctl``: a fifo; ``"1 <h> <w>\\n"`` resizes the TTY.
+
+The runtime (skiff-runtime, runc or crun) is driven with runc's command line:
+conmon runs ``create``; the engine runs ``start``, ``kill``, ``pause``,
+``resume``, ``delete``, ``state``, ``ps`` and ``exec``.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+
+from skiff import errors
+
+CONMON = shutil.which("conmon") or "/usr/bin/conmon"
+
+
+class Monitor:
+    def __init__(self, exec_root: str, runtime_root: str):
+        self.base = os.path.join(exec_root, "conmon")
+        self.runtime_root = runtime_root
+        os.makedirs(self.base, exist_ok=True)
+        os.makedirs(runtime_root, exist_ok=True)
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.base, cid)
+
+    def exit_file(self, cid: str) -> str:
+        return os.path.join(self.dir(cid), "exits", cid)
+
+    def runtime_log(self, cid: str) -> str:
+        return os.path.join(self.dir(cid), "runtime.log")
+
+    async def create(self, cid: str, *, name: str, bundle: str, runtime: str, log_path: str,
+                     terminal: bool, stdin: bool, runtime_args=()) -> int:
+        """Start conmon, which runs ``<runtime> create``; → container pid."""
+        d = self.dir(cid)
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        os.makedirs(os.path.join(d, "exits"))
+        for stale in ("attach", "ctl", "winsz"):
+            try:
+                os.unlink(os.path.join(bundle, stale))
+            except FileNotFoundError:
+                pass
+        args = [CONMON, "--api-version", "1", "-c", cid, "-u", cid, "-r", runtime,
+                "-b", bundle, "-p", os.path.join(d, "pid"), "-n", name,
+                "--exit-dir", os.path.join(d, "exits"), "--persist-dir", d,
+                "--full-attach", "--socket-dir-path", d,
+                "-l", "k8s-file:" + log_path, "--log-level", "error",
+                "--conmon-pidfile", os.path.join(d, "conmon.pid"),
+                "--runtime-arg", "--root", "--runtime-arg", self.runtime_root,
+                "--runtime-arg", "--log-format=json",
+                "--runtime-arg", "--log", "--runtime-arg", self.runtime_log(cid),
+                "--syslog"]
+        for a in runtime_args:
+            args += ["--runtime-arg", a]
+        if terminal:
+            args.append("-t")
+        if stdin:
+            args.append("-i")
+        sync_r, sync_w = os.pipe()
+        start_r, start_w = os.pipe()
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": str(sync_w), "_OCI_STARTPIPE": str(start_r)}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *args, pass_fds=(sync_w, start_r), env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE)
+        finally:
+            os.close(sync_w)
+            os.close(start_r)
+        try:
+            os.write(start_w, b"\0")
+        finally:
+            os.close(start_w)
+        _, err = await proc.communicate()
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(None, _read_all, sync_r)
+        finally:
+            os.close(sync_r)
+        if proc.returncode != 0:
+            raise errors.Internal(f"conmon failed: {err.decode(errors='replace').strip()}")
+        pid = None
+        msg = ""
+        for line in data.decode(errors="replace").splitlines():
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if "data" in obj:
+                pid = int(obj["data"])
+                msg = obj.get("message", msg)
+                break
+        if pid is None or pid <= 0:
+            raise errors.Internal(self._runtime_error(cid) or msg or
+                                  "conmon did not report the container's pid")
+        return pid
+
+    def _runtime_error(self, cid: str) -> str:
+        try:
+            with open(self.runtime_log(cid)) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                if line.strip():
+                    return line.strip()
+                continue
+            if obj.get("level") in ("error", "fatal"):
+                return obj.get("msg", "")
+        return ""
+
+    def conmon_pid(self, cid: str) -> int | None:
+        try:
+            with open(os.path.join(self.dir(cid), "conmon.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def read_exit(self, cid: str) -> int | None:
+        for p in (self.exit_file(cid), os.path.join(self.dir(cid), "exit")):
+            try:
+                with open(p) as f:
+                    t = f.read().strip()
+                if t:
+                    return int(t)
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def oom_killed(self, cid: str) -> bool:
+        return os.path.exists(os.path.join(self.dir(cid), "oom"))
+
+    def watch(self, cid: str, callback) -> bool:
+        """Call ``callback()`` (in the loop) once conmon exits. False if it is gone."""
+        pid = self.conmon_pid(cid)
+        if pid is None:
+            return False
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        # pid reuse guard: the process must still be conmon
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "conmon":
+                    os.close(fd)
+                    return False
+        except OSError:
+            os.close(fd)
+            return False
+        loop = asyncio.get_running_loop()
+
+        def ready():
+            loop.remove_reader(fd)
+            os.close(fd)
+            callback()
+        loop.add_reader(fd, ready)
+        return True
+
+    async def runtime(self, runtime: str, *args, check=True, timeout=60) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            runtime, "--root", self.runtime_root, *args,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise errors.Internal(f"{os.path.basename(runtime)} {args[0]}: timed out")
+        out_s, err_s = out.decode(errors="replace"), err.decode(errors="replace")
+        if check and proc.returncode != 0:
+            raise errors.Internal(_clean_runtime_err(err_s) or
+                                  f"{os.path.basename(runtime)} {args[0]} failed")
+        return proc.returncode, out_s, err_s
+
+    async def start(self, runtime: str, cid: str):
+        await self.runtime(runtime, "start", cid)
+
+    async def kill(self, runtime: str, cid: str, sig: int | str = signal.SIGTERM, all_=False):
+        args = ["kill"] + (["--all"] if all_ else []) + [cid, str(int(sig)) if not isinstance(sig, str) else sig]
+        return await self.runtime(runtime, *args, check=False)
+
+    async def delete(self, runtime: str, cid: str):
+        await self.runtime(runtime, "delete", "--force", cid, check=False)
+
+    async def state(self, runtime: str, cid: str) -> dict | None:
+        rc, out, _ = await self.runtime(runtime, "state", cid, check=False)
+        if rc != 0:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return None
+
+    def resize(self, bundle: str, height: int, width: int):
+        path = os.path.join(bundle, "ctl")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            raise errors.Conflict(f"cannot resize: {e.strerror}")
+        try:
+            os.write(fd, f"1 {int(height)} {int(width)}\n".encode())
+        finally:
+            os.close(fd)
+
+    def cleanup(self, cid: str):
+        shutil.rmtree(self.dir(cid), ignore_errors=True)
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return out
+        out += chunk
+        if b"\n" in out:
+            return out
+
+
+def _clean_runtime_err(s: str) -> str:
+    lines = [l for l in s.strip().splitlines() if l.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    try:
+        obj = json.loads(last)
+        return obj.get("msg", last)
+    except ValueError:
+        pass
+    if 'msg="' in last:
+        return last.split('msg="', 1)[1].rsplit('"', 1)[0]
+    return last
+
+
+async def attach_socket(bundle: str):
+    """Connect to conmon's attach socket → a non-blocking SEQPACKET socket."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(s, os.path.join(bundle, "attach"))
+    return s
