@@ -80,7 +80,7 @@ def parse_host(host):
 class Response:
     """An HTTP response whose body is read lazily from the connection."""
 
-    def __init__(self, client, sock, rfile, status, reason, headers):
+    def __init__(self, client, sock, rfile, status, reason, headers, head=False):
         self._client = client
         self.sock = sock
         self.rfile = rfile
@@ -93,9 +93,9 @@ class Response:
         self.length = int(cl) if cl is not None and not self.chunked else None
         self._chunk_left = 0
         self._done = False
-        if self.length == 0 or status in (204, 304) or status < 200:
-            self._done = True
         self.keep_alive = headers.get("connection", "").lower() != "close"
+        if head or self.length == 0 or status in (204, 304) or (status < 200 and status != 101):
+            self._finish(True)
 
     # -- body reading --------------------------------------------------------
     def read1(self, n=65536):
@@ -317,7 +317,8 @@ class Client:
                 break
             k, _, v = line.decode("latin-1").partition(":")
             headers[k.strip().lower()] = v.strip()
-        return Response(None if upgrade else self, sock, rfile, status, reason, headers)
+        return Response(None if upgrade else self, sock, rfile, status, reason, headers,
+                        head=method == "HEAD")
 
     def request(self, method, path, params=None, body=None, headers=None,
                 versioned=True, stream=False, ok=None):

@@ -251,7 +251,10 @@ def display_messages(messages, out=None, is_term=None, aux=None):
         is_term = out.isatty()
     width = 200
     if is_term:
-        ts = term_size(out.fileno())
+        try:
+            ts = term_size(out.fileno())
+        except (OSError, ValueError, AttributeError):
+            ts = None
         if ts:
             width = ts[1]
     ids = {}

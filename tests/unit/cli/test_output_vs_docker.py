@@ -10,11 +10,19 @@ from tests.unit.cli.conftest import needs_docker
 pytestmark = needs_docker
 
 H = 3600
-NOW = int(time.time())  # one clock for both clients: CreatedAt must agree
+# One clock per test for both clients (CreatedAt must agree); ages are chosen
+# far from the boundaries of docker's human durations ("About a minute" is
+# 60-119 s), so the two runs print the same relative times.
+NOW = {"t": 0}
+
+
+@pytest.fixture(autouse=True)
+def _clock():
+    NOW["t"] = int(time.time())
 
 
 def _containers(req):
-    now = NOW
+    now = NOW["t"]
     return 200, [
         {"Id": "a" * 64, "Names": ["/web"], "Image": "nginx:1.25", "ImageID": "sha256:" + "b" * 64,
          "Command": "/docker-entrypoint.sh nginx -g 'daemon off;'", "Created": now - 90,
@@ -41,13 +49,13 @@ def _containers(req):
 
 
 def _images(req):
-    now = NOW
+    now = NOW["t"]
     return 200, [
         {"Id": "sha256:" + "1" * 64, "ParentId": "", "RepoTags": ["busybox:latest", "busybox:1.36"],
          "RepoDigests": ["busybox@sha256:" + "2" * 64], "Created": now - 5 * 24 * H,
          "Size": 4261234, "SharedSize": -1, "Labels": None, "Containers": 2},
         {"Id": "sha256:" + "3" * 64, "ParentId": "", "RepoTags": ["localhost:5000/team/app:v1"],
-         "RepoDigests": [], "Created": now - 50, "Size": 999_999_999, "SharedSize": -1,
+         "RepoDigests": [], "Created": now - 30 * 60 - 20, "Size": 999_999_999, "SharedSize": -1,
          "Labels": {"x": "y"}, "Containers": -1},
         {"Id": "sha256:" + "4" * 64, "ParentId": "", "RepoTags": [], "RepoDigests": [],
          "Created": now - 10 * 24 * H, "Size": 123, "SharedSize": -1, "Labels": None,
