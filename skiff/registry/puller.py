@@ -178,13 +178,20 @@ def _unauth(ref: Reference, e: Exception):
 # -- pull ----------------------------------------------------------------------
 
 def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None = None,
-         progress=None, cancel: threading.Event | None = None):
+         progress=None, cancel: threading.Event | None = None, all_tags: bool = False):
     """Pull ``ref`` into ``images`` (an ImageService). ``auth``: Docker's
     AuthConfig dict (X-Registry-Auth), a Credentials, or None to read the
     credential store (config.auth_config_path / ~/.docker/config.json).
-    Returns the Image. Raises skiff.errors classes with Docker's wording."""
+    ``all_tags``: every tag of the repository (``docker pull -a``; the API's
+    ``fromImage`` without ``tag``). Returns the Image (the last one for
+    all_tags). Raises skiff.errors classes with Docker's wording."""
     config = config or RegistryConfig()
     ref = ref if isinstance(ref, Reference) else parse(ref)
+    if all_tags:
+        if ref.digest:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        return _pull_all_tags(images, ref, platform=platform, auth=auth, config=config,
+                              progress=progress, cancel=cancel)
     creds = _credentials(auth, ref, config)
     p = Progress(progress)
     explicit_platform = platform is not None and platform != ""
@@ -210,6 +217,53 @@ def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None
         raise last or Unavailable("no endpoint")
     finally:
         pool.close()
+
+
+def list_tags(repo: Repository) -> list[str]:
+    """GET /v2/<name>/tags/list, following ``Link: <…>; rel="next"`` pages."""
+    tags: list[str] = []
+    path = f"/v2/{repo.path}/tags/list?n=1000"
+    for _ in range(1000):
+        with repo.request("GET", path) as r:
+            data = json.loads(r.read() or b"{}")
+            link = r.headers.get("Link") or ""
+        tags += [t for t in data.get("tags") or [] if t not in tags]
+        if 'rel="next"' not in link:
+            break
+        path = link.split(";")[0].strip().strip("<>")
+    return tags
+
+
+def _pull_all_tags(images, ref: Reference, *, platform, auth, config, progress, cancel):
+    creds = _credentials(auth, ref, config)
+    pool = Pool(config)
+    try:
+        repo = Repository(ref, config, creds, "pull", pool=pool)
+        try:
+            tags = list_tags(repo.open())
+        except (RegistryError, TransportError) as e:
+            raise _translate(e, ref) from None
+    finally:
+        pool.close()
+    if not tags:
+        raise NotFound(f"no tags found for {ref.familiar_name}")
+    last = None
+    statuses: list[str] = []
+
+    def quiet_status(msg):              # one Status line at the end, for the repository
+        if msg.get("status", "").startswith("Status: "):
+            statuses.append(msg["status"])
+        elif progress is not None:
+            progress(msg)
+
+    for t in sorted(tags):
+        last = pull(images, ref.with_tag(t), platform=platform, auth=creds, config=config,
+                    progress=quiet_status, cancel=cancel)
+    newer = any("Downloaded newer image" in s for s in statuses)
+    if progress is not None:
+        progress({"status": f"Status: Downloaded newer image for {ref.familiar_name}" if newer
+                  else f"Status: Image is up to date for {ref.familiar_name}"})
+    return last
 
 
 def _credentials(auth, ref: Reference, config: RegistryConfig) -> Credentials:

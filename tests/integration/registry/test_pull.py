@@ -278,3 +278,20 @@ def test_seed_helper_for_e2e(basic_registry, images, config):
     got = pull(images, "busybox", config=config, auth={"username": "alice",
                                                          "password": "wonderland"})
     assert got.id == img["config"] and got.config["config"]["Cmd"] == ["sh"]
+
+
+def test_pull_all_tags(plain_registry, images, config, messages):
+    one = R.build_image([R.layer_tar({"v": "1\n"})])
+    two = R.build_image([R.layer_tar({"v": "2\n"})])
+    R.push_raw(plain_registry, "tags/app", one, tag="1")
+    R.push_raw(plain_registry, "tags/app", two, tag="2")
+    R.push_raw(plain_registry, "tags/app", two, tag="latest")
+    name = f"{plain_registry.host}/tags/app"
+    pull(images, name, config=config, all_tags=True, progress=messages)
+    assert images.get(f"{name}:1").id == one["config"]
+    assert images.get(f"{name}:2").id == two["config"]
+    assert images.get(f"{name}:latest").id == two["config"]
+    pulling = [m["id"] for m in messages if m["status"].startswith("Pulling from")]
+    assert pulling == ["1", "2", "latest"]
+    assert messages[-1] == {"status": f"Status: Downloaded newer image for {name}"}
+    assert sum(1 for m in messages if m["status"].startswith("Status:")) == 1
