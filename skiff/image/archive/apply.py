@@ -120,7 +120,7 @@ class _Applier:
             fd = self._mkdirs(rel)
         except NotADirectoryError:
             raise LayerError(f"invalid layer: parent {rel!r} is not a directory") from None
-        if len(self.cache) >= 512:
+        if len(self.cache) >= 128:
             self._drop_cache()
         self.cache[rel] = fd
         return fd
@@ -375,8 +375,12 @@ class _Applier:
         name = base[len(WHITEOUT_PREFIX):]
         if name in ("", ".", "..") or "/" in name:
             raise LayerError(f"invalid layer: invalid whiteout name {base!r}")
-        self.remove(pfd, name)
-        os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd)
+        # A whiteout hides what *lower* layers have (OCI image spec); an entry
+        # of the same name made by this layer already hides them and stays.
+        try:
+            os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd)
+        except FileExistsError:
+            pass
 
 
 class _TarReader:

@@ -120,6 +120,7 @@ def test_hardlink_to_symlink_links_the_symlink(env):
     outside_untouched(outside)
 
 
+@pytest.mark.root  # mknod of a whiteout needs CAP_MKNOD
 def test_whiteout_through_symlink_stays_inside(env):
     root, outside = env
     apply(root, [E("symlink", "s", link=str(outside)), E("file", "s/.wh.victim")])
@@ -267,3 +268,11 @@ def test_failed_apply_leaves_no_snapshot(tmp_path):
     assert os.listdir(st.snapdir) == [] and os.listdir(st.tmpdir) == []
     chain, res = st.apply(None, io.BytesIO(raw))
     assert st.list() == [chain] and chain == "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.root  # mknod of a whiteout needs CAP_MKNOD
+def test_whiteout_does_not_hide_same_layer_entry(env):
+    root, _ = env
+    apply(root, [E("file", "a", b"new"), E("file", ".wh.a"), E("file", ".wh.b"),
+                 E("file", "b", b"again")])
+    assert (root / "a").read_bytes() == b"new" and (root / "b").read_bytes() == b"again"
