@@ -1,0 +1,117 @@
+"""The seed's networking scenario through the real docker CLI against a
+skiffd that runs in this test's private "host" network namespace."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from skiff.testing.images import make_busybox_archive
+
+pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="docker CLI not installed")
+
+# the network layer is under test here, not the default seccomp profile
+RUN = ["run", "--security-opt", "seccomp=unconfined"]
+
+
+@pytest.fixture
+def daemon(hostns):
+    d = tempfile.mkdtemp(prefix="skn", dir="/tmp")  # short: unix socket paths below it
+    sock = os.path.join(d, "s.sock")
+    with open(os.path.join(d, "daemon.json"), "w") as f:
+        # upstream DNS only ever 127.0.0.1 of this namespace; no registry
+        json.dump({"dns": ["127.0.0.1"], "default-registry": "127.0.0.1:1"}, f)
+    log = open(os.path.join(d, "log"), "w")
+    p = subprocess.Popen(["skiffd", "--config-file", os.path.join(d, "daemon.json"),
+                          "--data-root", os.path.join(d, "data"),
+                          "--exec-root", os.path.join(d, "r"), "-H", f"unix://{sock}"],
+                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
+    env.pop("DOCKER_CONTEXT", None)
+
+    def docker(*args, check=True, timeout=60):
+        r = subprocess.run(["docker", *args], capture_output=True, text=True, env=env,
+                           stdin=subprocess.DEVNULL,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {r.stdout}{r.stderr}")
+        return r
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            assert p.poll() is None and time.monotonic() < deadline, open(log.name).read()
+            time.sleep(0.1)
+        archive = os.path.join(d, "busybox.tar")
+        make_busybox_archive(archive)
+        docker("load", "-i", archive)
+        docker.dir = d
+        yield docker
+    finally:
+        if p.poll() is None:
+            r = docker("ps", "-aq", check=False)
+            if r.stdout.split():
+                docker("rm", "-f", *r.stdout.split(), check=False)
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_seed_scenario_through_the_docker_cli(daemon):
+    docker = daemon
+    docker(*RUN, "-d", "--name", "c1", "busybox", "sleep", "300")
+    c2 = docker(*RUN, "-d", "--name", "c2", "-p", "8080:80", "busybox",
+                "httpd", "-f", "-p", "80", "-h", "/etc").stdout.strip()
+    # exec C ip addr: lo 127.0.0.1/8 and eth0 in the bridge subnet
+    out = docker("exec", "c1", "ip", "-4", "-o", "addr").stdout
+    assert "lo    inet 127.0.0.1/8" in out or " lo " in out and "127.0.0.1/8" in out
+    assert "eth0    inet 172.17.0." in out or ("eth0" in out and "inet 172.17.0." in out)
+    # the host: skiff0 with one veth per container
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", "skiff0"],
+                           capture_output=True, text=True).stdout.splitlines()
+    assert len(ports) == 2
+    # network inspect bridge lists both with their addresses
+    info = json.loads(docker("network", "inspect", "bridge").stdout)[0]
+    names = {c["Name"]: c["IPv4Address"] for c in info["Containers"].values()}
+    assert set(names) == {"c1", "c2"} and all(a.startswith("172.17.0.") for a in names.values())
+    ip2 = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "c2").stdout.strip()
+    assert names["c2"] == ip2 + "/16"
+    # two containers ping each other
+    r = docker("exec", "c1", "ping", "-c", "1", "-W", "2", ip2)
+    assert "1 packets received" in r.stdout
+    # the published port serves a file to the host over its loopback
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            body = urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=3).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert body.decode().strip() == c2[:12]
+    assert docker("port", "c2").stdout.strip() == "80/tcp -> 0.0.0.0:8080"
+    # a user network resolves names and aliases through the embedded DNS
+    docker("network", "create", "appnet")
+    docker(*RUN, "-d", "--network", "appnet", "--network-alias", "www", "--name", "web",
+           "busybox", "sleep", "300")
+    r = docker(*RUN, "--rm", "--network", "appnet", "busybox", "sh", "-c",
+               "grep nameserver /etc/resolv.conf; ping -c1 -W2 web; ping -c1 -W2 www")
+    assert "nameserver 127.0.0.11" in r.stdout and r.stdout.count("1 packets received") == 2
+    r = docker("network", "rm", "appnet", check=False)
+    assert r.returncode != 0 and "has active endpoints" in r.stderr
+    docker("rm", "-f", "c1", "c2", "web")
+    docker("network", "rm", "appnet")
+    assert subprocess.run(["ip", "-o", "link", "show", "master", "skiff0"],
+                          capture_output=True, text=True).stdout == ""
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert "DNAT" not in rules
