@@ -160,3 +160,50 @@ def test_remove_container_detaches_mounts_made_elsewhere(images, busybox, tmp_pa
     images.remove_container("ctr-x")
     assert not os.path.ismount(target)
     assert "ctr-x" not in images.storage.container_ids()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("runc"), reason="runc needed")
+def test_seed_scenario_with_processes_in_runc(images, busybox, tmp_path):
+    """The same scenario with real container processes (runc) writing and
+    reading through each container's overlay root."""
+    import shutil
+    from skiff.testing.busybox import runc_default_spec
+    state = tmp_path / "runc-state"
+
+    def run_in(cid, script):
+        bundle = tmp_path / f"bundle-{cid}"
+        rootfs = bundle / "rootfs"
+        bundle.mkdir(exist_ok=True)
+        if not os.path.ismount(rootfs):
+            if cid not in images.storage.container_ids():
+                images.prepare_container(cid, busybox.id)
+            images.mount_container(cid, str(rootfs))
+        spec = runc_default_spec(["sh", "-c", script])
+        spec["root"]["readonly"] = False
+        spec["process"]["env"] = busybox.config["config"]["Env"]
+        with open(bundle / "config.json", "w") as f:
+            json.dump(spec, f)
+        r = subprocess.run(["runc", "--root", str(state), "run", "--bundle", str(bundle),
+                            f"skiff-h2-{cid}-{os.getpid()}"], capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        subprocess.run(["runc", "--root", str(state), "delete", "-f",
+                        f"skiff-h2-{cid}-{os.getpid()}"], capture_output=True)
+        return r
+
+    try:
+        r = run_in("run-a", "echo made-in-a > /root/seed.txt && rm /etc/hostname && echo ok")
+        assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+        r = run_in("run-b", "cat /root/seed.txt 2>&1; ls /etc/hostname")
+        assert "No such file" in r.stdout and "/etc/hostname" in r.stdout
+        images.unmount_container("run-a", str(tmp_path / "bundle-run-a" / "rootfs"))
+        child = images.commit("run-a", busybox.id, repo="seed-run", tag="1")
+        assert child.diff_ids[:-1] == busybox.diff_ids
+        images.prepare_container("run-c", child.id)
+        r = run_in("run-c", "cat /root/seed.txt; ls /etc/hostname 2>&1")
+        assert r.stdout.splitlines()[0] == "made-in-a" and "No such file" in r.stdout
+    finally:
+        for cid in ("run-a", "run-b", "run-c"):
+            mp = tmp_path / f"bundle-{cid}" / "rootfs"
+            if os.path.ismount(mp):
+                images.unmount_container(cid, str(mp))
+        shutil.rmtree(state, ignore_errors=True)
