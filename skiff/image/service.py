@@ -636,16 +636,25 @@ class ImageService:
         reclaimed = 0
         with self._lock:
             before = self._usage_bytes()
-            for im in self.images():
+            images = self.images()
+            parents = {im.parent for im in images if im.parent}
+            for im in images:
                 if im.repo_tags and not all:
                     continue
+                if im.id in parents and not all:
+                    continue  # an untagged parent of another image is not dangling
                 if self._users(im.id, in_use):
                     continue
                 if filters and filters.get("label"):
                     labels = (im.config.get("config") or {}).get("Labels") or {}
                     lf = filters["label"]
                     lf = lf if isinstance(lf, list) else [lf]
-                    if not all(l.partition("=")[0] in labels for l in lf):
+                    ok = True
+                    for l in lf:
+                        k, eq, v = str(l).partition("=")
+                        if k not in labels or (eq and labels[k] != v):
+                            ok = False
+                    if not ok:
                         continue
                 repos = self._repos()
                 for t in im.repo_tags + im.repo_digests:

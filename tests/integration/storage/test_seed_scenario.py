@@ -207,3 +207,23 @@ def test_seed_scenario_with_processes_in_runc(images, busybox, tmp_path):
             if os.path.ismount(mp):
                 images.unmount_container(cid, str(mp))
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_prune_keeps_tagged_used_and_parent_images(images, busybox, mounted):
+    mounted("ctr-p", busybox.id)
+    images.unmount_container("ctr-p")
+    child = images.commit("ctr-p", None, changes=["LABEL keep=yes"])   # dangling
+    images.remove_container("ctr-p")
+    assert images.list_json({"dangling": ["true"]})[0]["Id"] == child.id
+    # label filter that does not match: nothing pruned
+    assert images.prune(filters={"label": ["keep=no"]})["ImagesDeleted"] is None
+    out = images.prune(filters={"label": ["keep=yes"]})
+    assert {"Deleted": child.id} in out["ImagesDeleted"]
+    assert images.exists("busybox:latest")
+    # prune -a with busybox in use by a container: kept
+    images.prepare_container("ctr-q", busybox.id)
+    assert images.prune(all=True, in_use={busybox.id: ["ctr-q"]})["ImagesDeleted"] is None
+    images.remove_container("ctr-q")
+    out = images.prune(all=True)
+    assert {"Untagged": "busybox:latest"} in out["ImagesDeleted"]
+    assert images.list_json() == [] and out["SpaceReclaimed"] > 0
