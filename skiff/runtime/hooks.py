@@ -51,7 +51,7 @@ def run_in_container(hooks, state):
         if pid == 0:
             try:
                 os.dup2(r, 0)
-                os.execve(h.path, h.args, h.env)
+                os.execve(h.path, h.args, _env(h.env))
             finally:
                 os._exit(127)
         os.close(r)

@@ -206,7 +206,7 @@ def _stage2(ch, cfg, prog):
     if cfg.domainname:
         k.setdomainname(cfg.domainname)
     ch.send(type="hooks")
-    ch.expect("hooks-done")
+    my_pid = ch.expect("hooks-done")["pid"]
     fifo = opts["fifo_fd"]  # opened by the runtime (host root) before the fork
     rootfs.pivot(root, opts.get("no_pivot", False))
     if cfg.sysctl:
@@ -229,7 +229,7 @@ def _stage2(ch, cfg, prog):
     os.close(fifo)
     if cfg.hooks.get("startContainer"):
         from skiff.runtime import hooks
-        st = dict(opts["state"], status="created")
+        st = dict(opts["state"], status="created", pid=my_pid)
         hooks.run_in_container(cfg.hooks["startContainer"], st)
     _exec(exe, cfg.process.args, env, prog, cfg.process.no_new_privileges,
           opts.get("preserve_fds", 0))
@@ -426,7 +426,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         parent.send(type="config", **opts)
         parent.expect("hooks")
         on_hooks(init_pid)
-        parent.send(type="hooks-done")
+        parent.send(type="hooks-done", pid=init_pid)
         parent.expect("ready")
         return init_pid
     except BaseException:
