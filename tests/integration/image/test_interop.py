@@ -100,3 +100,79 @@ def test_skiff_loads_skopeo_docker_archive_and_oci_layout(images, busybox, tmp_p
     images.prepare_container("ctr-s", im.id)
     m = images.mount_container("ctr-s")
     assert os.path.exists(os.path.join(m, "bin", "busybox"))
+
+
+@pytest.fixture
+def containerd(tmp_path):
+    """A private containerd (the image store under Docker 28's `docker
+    load`): own socket, root and state; CRI off; stopped and removed after."""
+    import signal
+    import time
+    if not (shutil.which("containerd") and shutil.which("ctr")):
+        pytest.skip("containerd needed")
+    d = tmp_path / "ctd"
+    d.mkdir()
+    sock = d / "ctd.sock"
+    (d / "config.toml").write_text(f'''version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+''')
+    proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists() and subprocess.run(["ctr", "-a", str(sock), "version"],
+                                                capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("containerd did not start")
+        yield lambda *args: run("ctr", "-a", str(sock), "-n", "skifftest", *args)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        root = os.path.realpath(str(d))
+        with open("/proc/self/mountinfo") as f:
+            mps = [l.split()[4] for l in f if l.split()[4].startswith(root + "/")]
+        for mp in sorted(mps, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def test_containerd_imports_skiff_save(images, busybox, containerd, tmp_path):
+    """`docker load` on Docker 28 is containerd's importer: it takes skiff's
+    archive both as an OCI layout (index.json) and, with index.json removed,
+    as a plain Docker archive (manifest.json)."""
+    import tarfile
+    tar = tmp_path / "bb.tar"
+    with open(tar, "wb") as f:
+        images.save(["busybox:latest"], f)
+    out = containerd("images", "import", str(tar))
+    assert "docker.io/library/busybox:latest" in out
+    ls = containerd("images", "ls")
+    assert "docker.io/library/busybox:latest" in ls and "linux/amd64" in ls
+    containerd("images", "rm", "docker.io/library/busybox:latest")
+    # the Docker-archive-only view of the same file
+    legacy = tmp_path / "legacy.tar"
+    with tarfile.open(tar) as src, tarfile.open(legacy, "w") as dst:
+        for m in src.getmembers():
+            if m.name not in ("index.json", "oci-layout"):
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    out = containerd("images", "import", str(legacy))
+    assert "busybox:latest" in out
+    assert "busybox:latest" in containerd("images", "ls")
