@@ -506,6 +506,19 @@ class ImageService:
         if not out:
             out = [{"Id": "<missing>", "Created": int(im.created), "CreatedBy": "",
                     "Tags": None, "Size": im.size, "Comment": ""}]
+        # rows that end a locally known parent image show its ID and tags
+        p, seen = im.parent, set()
+        while p and p not in seen:
+            seen.add(p)
+            try:
+                pim = self._image(p)
+            except errors.NotFound:
+                break
+            n = len(pim.config.get("history") or [])
+            if 0 < n <= len(out):
+                out[n - 1]["Id"] = pim.id
+                out[n - 1]["Tags"] = pim.repo_tags or None
+            p = pim.parent
         out.reverse()
         out[0]["Id"] = im.id
         out[0]["Tags"] = im.repo_tags or None

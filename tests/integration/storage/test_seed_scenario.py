@@ -56,6 +56,7 @@ def test_commit_adds_one_layer_sharing_the_base(images, busybox, mounted):
     assert ins["RootFS"]["Layers"] == child.diff_ids
     hist = images.history_json("seed:v1")
     assert len(hist) == 2 and hist[0]["Id"] == child.id and hist[0]["Comment"] == "add note"
+    assert hist[1]["Id"] == busybox.id and hist[1]["Tags"] == ["busybox:latest"]
 
     # a container of the child sees the file; the deleted file is gone
     c = mounted("ctr-child", "seed:v1")
