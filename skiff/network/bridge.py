@@ -6,6 +6,7 @@ import ipaddress
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from skiff import errors
 from skiff.network import nat, netns
 
 EEXIST, ENODEV, ESRCH = 17, 19, 3
@@ -14,6 +15,12 @@ EEXIST, ENODEV, ESRCH = 17, 19, 3
 def _index(ip, name):
     idx = ip.link_lookup(ifname=name)
     return idx[0] if idx else None
+
+
+def _kind(ip, idx):
+    link = ip.get_links(idx)[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info else None
 
 
 def link_exists(name):
@@ -48,6 +55,9 @@ def ensure_bridge(name, gateway, prefixlen, mtu=1500):
                 if e.code != EEXIST:
                     raise
             idx = _index(ip, name)
+        elif _kind(ip, idx) != "bridge":
+            raise errors.Conflict(f"cannot use {name} as the network's bridge: an interface "
+                                  f"of that name exists and is not a bridge")
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ip.get_addr(index=idx, family=2)}
         if (str(gateway), prefixlen) not in have:
             try:
@@ -60,6 +70,20 @@ def ensure_bridge(name, gateway, prefixlen, mtu=1500):
     # which the kernel drops as martian on a non-loopback device unless:
     nat.set_sysctl(f"net/ipv4/conf/{name}/route_localnet", 1)
     nat.set_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", 1)
+
+
+def delete_bridge(name):
+    """Delete bridge ``name``; anything that is not a bridge is left alone."""
+    with IPRoute() as ip:
+        idx = _index(ip, name)
+        if idx is None or _kind(ip, idx) != "bridge":
+            return False
+        try:
+            ip.link("del", index=idx)
+        except NetlinkError as e:
+            if e.code != ENODEV:
+                raise
+        return True
 
 
 def delete_link(name):
@@ -91,6 +115,9 @@ def _container_side(tmp_name, ifname, address, prefixlen, mac, gateway, default_
         idx = _index(ip, tmp_name)
         ip.link("set", index=idx, ifname=ifname, address=mac, mtu=mtu)
         ip.addr("add", index=idx, address=address, prefixlen=prefixlen)
+        # IPv4-only network: no IPv6 (link-local) address on the interface,
+        # as Docker does; /proc/sys/net is this thread's namespace
+        nat.set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", 1)
         ip.link("set", index=idx, state="up")
         if default_route and gateway:
             try:

@@ -218,8 +218,20 @@ class NetworkManager:
             raise errors.InvalidArgument("IPv6 networks are not supported by skiff")
         if name in PREDEFINED:
             raise errors.PermissionDenied(f"operation is not permitted on predefined {name} network")
-        options = dict(options or {})
+        options = {str(k): str(v) for k, v in (options or {}).items()}
         labels = dict(labels or {})
+        if options.get(OPT_MTU):
+            try:
+                mtu = int(options[OPT_MTU])
+                if not 68 <= mtu <= 65535:
+                    raise ValueError
+            except ValueError:
+                raise errors.InvalidArgument(
+                    f"invalid MTU {options[OPT_MTU]!r}: it must be an integer from 68 to "
+                    f"65535") from None
+        for key in (OPT_ICC, OPT_MASQ):
+            if key in options and options[key].lower() not in ("true", "false", "1", "0"):
+                raise errors.InvalidArgument(f"invalid value for {key}: {options[key]!r}")
         if (gateway or ip_range) and not subnet:
             raise errors.PermissionDenied("every ip-range or gateway must have a corresponding subnet")
         net = ipam.parse_subnet(subnet) if subnet else None
@@ -253,8 +265,9 @@ class NetworkManager:
             if br in bridges:
                 raise errors.Conflict(f"bridge name {br} is already in use by another network")
             db.execute("UPDATE networks SET bridge=? WHERE id=?", (br, nid))
+        from skiff.network import bridge
+        existed = bridge.link_exists(br)
         try:
-            from skiff.network import bridge
             with self._kernel_lock():
                 bridge.ensure_bridge(br, str(gw), net.prefixlen,
                                      int(options.get(OPT_MTU) or self.mtu))
@@ -264,8 +277,8 @@ class NetworkManager:
             with self.store.tx() as db:
                 db.execute("DELETE FROM networks WHERE id=?", (nid,))
             with self._kernel_lock():
-                from skiff.network import bridge
-                bridge.delete_link(br)
+                if not existed:
+                    bridge.delete_bridge(br)
                 try:
                     self._apply_rules_locked()
                 except errors.SkiffError:
@@ -311,7 +324,7 @@ class NetworkManager:
         with self._kernel_lock():
             self._apply_rules_locked()
             if n["bridge"]:
-                bridge.delete_link(n["bridge"])
+                bridge.delete_bridge(n["bridge"])
         return n["id"]
 
     def prune(self, filters=None):
@@ -896,7 +909,7 @@ class NetworkManager:
             if self.iptables:
                 self._ipt.remove_all()
             for n in self._bridge_networks(db):
-                bridge.delete_link(n["bridge"])
+                bridge.delete_bridge(n["bridge"])
         return True
 
     def close(self):

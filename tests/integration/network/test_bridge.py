@@ -52,6 +52,7 @@ def test_container_namespace_addresses_and_host_bridge(manager):
     addrs = _addrs(s1["SandboxKey"])
     assert addrs["lo"] == "127.0.0.1/8"
     assert ipaddress.ip_interface(addrs["eth0"]).network == ipaddress.ip_network("172.17.0.0/16")
+    assert "inet6" not in in_ns(s1["SandboxKey"], ["ip", "-o", "addr", "show", "eth0"]).stdout
     assert s1["IPAddress"] == "172.17.0.2" and s2["IPAddress"] == "172.17.0.3"
     assert s1["MacAddress"] == "02:42:ac:11:00:02"
     assert s1["Gateway"] == "172.17.0.1"
@@ -284,6 +285,13 @@ def test_network_create_inspect_rm_prune(manager):
         manager.create("badgw", subnet="10.66.0.0/16", gateway="10.67.0.1")
     with pytest.raises(errors.InvalidArgument, match="invalid CIDR"):
         manager.create("badnet", subnet="10.66.0.0/33")
+    with pytest.raises(errors.Conflict, match="is not a bridge"):
+        manager.create("onlo", options={"com.docker.network.bridge.name": "lo"})
+    assert "onlo" not in [n["Name"] for n in manager.list_json()]
+    assert "10." not in subprocess.run(["ip", "-4", "-o", "addr", "show", "lo"],
+                                       capture_output=True, text=True).stdout
+    with pytest.raises(errors.InvalidArgument, match="invalid MTU"):
+        manager.create("badmtu", options={"com.docker.network.driver.mtu": "big"})
     with pytest.raises(errors.NotFound, match='plugin "overlay" not found'):
         manager.create("ov", driver="overlay")
     assert [n["Name"] for n in manager.list_json()] == ["bridge", "host", "none", "custom"]
