@@ -277,6 +277,10 @@ def _finalize_process(proc, opts, console_fd=None, prog=None):
     except OSError as e:
         raise RuntimeFailure(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
                              f"{e.strerror.lower()}") from None
+    if prog is not None and not proc.no_new_privileges:
+        # without no_new_privs the kernel wants CAP_SYS_ADMIN: load it while
+        # we still have it (runc does the same)
+        prog.load()
     caps.drop_bounding(proc.caps["bounding"])
     k.prctl(k.PR_SET_KEEPCAPS, 1)
     os.setgroups(u.additional_gids)
@@ -284,8 +288,6 @@ def _finalize_process(proc, opts, console_fd=None, prog=None):
     os.setresuid(u.uid, u.uid, u.uid)
     k.prctl(k.PR_SET_KEEPCAPS, 0)
     k.prctl(k.PR_SET_DUMPABLE, 0)  # a credential change may have reset it
-    if prog is not None and not proc.no_new_privileges:
-        pass  # loaded in _exec, while CAP_SYS_ADMIN may still be held (below)
     caps.apply(proc.caps)
     if chdir_late:
         try:
@@ -378,8 +380,8 @@ def _exec(exe, args, env, prog, nnp, preserve_fds):
     for s in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
         _signal.signal(s, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    if prog is not None:
-        prog.load()
+    if prog is not None and nnp:
+        prog.load()  # the last thing before execve
     envd = {}
     for e in env:
         key, _, val = e.partition("=")
