@@ -143,7 +143,7 @@ def test_dns_codec_and_answers():
     assert answers[3][3] & 0x0F == dns.FORMERR
 
 
-def _alloc_worker(path, n, out):
+def _alloc_worker(path, n, out, tag):
     st = Store(path)
     net = ipaddress.ip_network("10.0.0.0/24")
     got = []
@@ -151,7 +151,7 @@ def _alloc_worker(path, n, out):
         with st.tx() as db:
             used = {ipaddress.ip_address(r[0]) for r in db.execute("SELECT ip FROM endpoints")}
             a = ipam.allocate(net, None, ipaddress.ip_address("10.0.0.1"), used)
-            cid = f"{os.getpid()}-{threading.get_ident()}-{i}"
+            cid = f"{tag}-{i}"
             db.execute("INSERT INTO endpoints (id, network_id, container_id, container_name, "
                        "ifname, ip) VALUES (?,?,?,?,?,?)", (cid, "n", cid, cid, "eth0", str(a)))
         got.append(str(a))
@@ -165,11 +165,12 @@ def test_allocation_is_unique_across_processes_and_threads(tmp_path):
                       "('n', 'net', 'bridge', 'now')")
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
-    ps = [ctx.Process(target=_alloc_worker, args=(path, 15, q)) for _ in range(3)]
+    ps = [ctx.Process(target=_alloc_worker, args=(path, 15, q, f"p{k}")) for k in range(3)]
     for p in ps:
         p.start()
     local = []
-    ts = [threading.Thread(target=_alloc_worker, args=(path, 15, local)) for _ in range(3)]
+    ts = [threading.Thread(target=_alloc_worker, args=(path, 15, local, f"t{k}"))
+          for k in range(3)]
     for t in ts:
         t.start()
     for t in ts:
