@@ -115,3 +115,34 @@ def test_seed_scenario_through_the_docker_cli(daemon):
                           capture_output=True, text=True).stdout == ""
     rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     assert "DNAT" not in rules
+
+
+def test_30_containers_started_concurrently(daemon):
+    from concurrent.futures import ThreadPoolExecutor
+    docker = daemon
+    names = [f"n{i:02d}" for i in range(30)]
+
+    def run(name):
+        return docker(*RUN, "-d", "--name", name, "-P", "--expose", "80", "busybox",
+                      "sleep", "300", timeout=120).stdout.strip()
+    with ThreadPoolExecutor(10) as pool:
+        ids = list(pool.map(run, names))
+    assert len(set(ids)) == 30
+    ips = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}} {{json .NetworkSettings.Ports}}",
+                 *names).stdout.splitlines()
+    addrs = [line.split()[0] for line in ips]
+    assert len(set(addrs)) == 30 and all(a.startswith("172.17.") for a in addrs)
+    hostports = [json.loads(line.split(" ", 1)[1])["80/tcp"][0]["HostPort"] for line in ips]
+    assert len(set(hostports)) == 30
+    veths = subprocess.run(["ip", "-o", "link", "show", "master", "skiff0"],
+                           capture_output=True, text=True).stdout.splitlines()
+    assert len(veths) == 30
+    assert subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
+                          text=True).stdout.count("DNAT") == 30
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda n: docker("rm", "-f", n, timeout=120), names))
+    assert "veth" not in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                        text=True).stdout
+    assert "DNAT" not in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
+                                        text=True).stdout
+    assert json.loads(docker("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
