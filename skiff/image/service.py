@@ -784,7 +784,8 @@ class ImageService:
         section = dict((base_cfg or {}).get("config") or {})
         for k, v in (config_changes or {}).items():
             if k in ("Hostname", "Domainname", "AttachStdin", "AttachStdout", "AttachStderr",
-                     "Tty", "OpenStdin", "StdinOnce", "Image"):
+                     "Tty", "OpenStdin", "StdinOnce", "Image", "MacAddress",
+                     "NetworkDisabled") or v is None:
                 continue
             section[k] = v
         section = mf.parse_changes(changes, section)
@@ -811,7 +812,8 @@ class ImageService:
 
         self.storage.container_meta(container_id)
         default = os.path.join(self.storage.ctrdir, container_id, "merged")
-        for cand in (rootfs, default):
+        # wherever it is mounted already (a running container's bundle rootfs)
+        for cand in [rootfs, default] + self.storage._mounts_of(container_id):
             if cand and os.path.ismount(cand):
                 write_tree(cand, fileobj)
                 return

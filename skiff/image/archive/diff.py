@@ -134,13 +134,17 @@ def write_tree(root: str, fileobj, *, whiteouts: bool = False) -> tuple[str, int
             tf.addfile(op)
         return is_dir
 
+    root_dev = os.lstat(root).st_dev
+
     def walk(dirpath: str, arcdir: str) -> None:
         with os.scandir(dirpath) as it:
             names = sorted(e.name for e in it)
         for name in names:
             p = os.path.join(dirpath, name)
             arc = name if not arcdir else f"{arcdir}/{name}"
-            if add(p, arc):
+            # like tar --one-file-system: a mount point inside (a volume)
+            # is archived as an empty directory
+            if add(p, arc) and os.lstat(p).st_dev == root_dev:
                 walk(p, arc)
 
     walk(root, "")

@@ -228,3 +228,30 @@ def test_prune_keeps_tagged_used_and_parent_images(images, busybox, mounted):
     out = images.prune(all=True)
     assert {"Untagged": "busybox:latest"} in out["ImagesDeleted"]
     assert images.list_json() == [] and out["SpaceReclaimed"] > 0
+
+
+def test_export_of_a_container_mounted_elsewhere_skips_submounts(images, busybox, tmp_path):
+    """A running container: the engine has the root mounted in its bundle,
+    with a volume mounted inside; export uses that mount and leaves the
+    volume out, as Docker does."""
+    from skiff import sys as ksys
+    images.prepare_container("ctr-run", busybox.id)
+    rootfs = tmp_path / "bundle" / "rootfs"
+    images.mount_container("ctr-run", str(rootfs))
+    (rootfs / "in-container").write_text("1")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "volume-file").write_text("v")
+    os.makedirs(rootfs / "data")
+    ksys.mount(str(vol), str(rootfs / "data"), None, ksys.MS_BIND)
+    try:
+        out = tmp_path / "e.tar"
+        with open(out, "wb") as f:
+            images.export_container("ctr-run", f)
+        names = subprocess.run(["tar", "-tf", str(out)], capture_output=True, text=True,
+                               check=True).stdout.split()
+        assert "in-container" in names and "data/" in names
+        assert "data/volume-file" not in names
+    finally:
+        ksys.umount(str(rootfs / "data"))
+        images.unmount_container("ctr-run", str(rootfs))
