@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import DigestMismatch, InvalidArgument, NotFound, SkiffError, Unavailable
 from .auth import CredentialStore, Credentials
-from .client import (MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_DOCKER_V1, MT_DOCKER_V1_SIGNED,
-                     MT_OCI_INDEX, MT_OCI_MANIFEST, READ_CHUNK, TRANSIENT, Pool,
+from .client import (MANIFEST_ACCEPT, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_DOCKER_V1,
+                     MT_DOCKER_V1_SIGNED, MT_OCI_INDEX, MT_OCI_MANIFEST, READ_CHUNK, TRANSIENT,
+                     Pool,
                      RegistryError, Repository, TransportError, _os_reason)
 from .config import RegistryConfig
 from .progress import Progress, short_id
@@ -205,6 +206,12 @@ def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None
             repo = Repository(ref, config, creds, "pull", pool=pool, endpoints=[ep])
             try:
                 repo.open()
+                current = _up_to_date(images, repo, ref, want)
+                if current is not None:
+                    p.message(f"Pulling from {ref.path}", id=ref.tag_or_digest)
+                    p.message(f"Digest: {current[0]}")
+                    p.message(f"Status: Image is up to date for {ref.familiar}")
+                    return images.get(current[1])
                 body, mt, digest = repo.get_manifest(ref.tag_or_digest)
             except (RegistryError, TransportError) as e:
                 last = e
@@ -217,6 +224,34 @@ def pull(images, ref, *, platform=None, auth=None, config: RegistryConfig | None
         raise last or Unavailable("no endpoint")
     finally:
         pool.close()
+
+
+def _up_to_date(images, repo: Repository, ref: Reference, want: dict):
+    """HEAD the tag's manifest (a HEAD does not count as a pull on Docker
+    Hub): when the local tag already points at the image with that repo
+    digest, there is nothing to fetch. → (digest, image id) or None."""
+    if not ref.tag or ref.digest:
+        return None
+    try:
+        with repo.request("HEAD", f"/v2/{repo.path}/manifests/{ref.tag}",
+                          {"Accept": MANIFEST_ACCEPT}) as r:
+            digest = r.headers.get("Docker-Content-Digest") or ""
+    except (RegistryError, TransportError):
+        return None
+    if not digest.startswith("sha256:"):
+        return None
+    try:
+        iid = images.resolve(f"{ref.familiar_name}@{digest}")
+        if images.resolve(ref.familiar) == iid:
+            cfg = images.get(iid).config
+            got = normalize_platform({"os": cfg.get("os"), "architecture": cfg.get("architecture"),
+                                      "variant": cfg.get("variant")})
+            w = normalize_platform(want)
+            if (got["os"], got["architecture"]) == (w["os"], w["architecture"]):
+                return digest, iid
+    except SkiffError:
+        pass
+    return None
 
 
 def list_tags(repo: Repository) -> list[str]:
@@ -425,14 +460,20 @@ def _download(repo: Repository, content, desc: dict, p: Progress, config: Regist
     urls = [u for u in desc.get("urls") or [] if u.startswith(("http://", "https://"))]
     w = None
     while w is None:
+        if content.has(digest):        # another pull finished it meanwhile
+            p.update(sid, "Download complete")
+            return
         try:
             w = content.writer(digest, digest, size or None, lease=lease)
-        except Unavailable:            # another pull is writing this blob: wait for it
-            if cancel.wait(0.2):
+        except (Unavailable, FileNotFoundError):
+            # another pull is writing this blob (or just removed its ingest
+            # after committing): wait for it
+            if cancel.wait(0.1):
                 raise Cancelled() from None
-            if content.has(digest):
-                p.update(sid, "Download complete")
-                return
+    if content.has(digest):
+        w.abort()
+        p.update(sid, "Download complete")
+        return
     done = False
     apply_fn = stream_apply() if stream_apply is not None else None
     try:
