@@ -262,6 +262,8 @@ class Registry:
                         "delete": {"enabled": True},
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": "skiff-test-secret"},
+            # foreign / non-distributable layers may name URLs (tests point them at 127.0.0.1)
+            "validation": {"manifests": {"urls": {"allow": ["^https?://127\\.0\\.0\\.1[:/]"]}}},
         }
         if self.tls:
             cfg["http"]["tls"] = {"certificate": self.tls.crt, "key": self.tls.key}

@@ -295,3 +295,32 @@ def test_pull_all_tags(plain_registry, images, config, messages):
     assert pulling == ["1", "2", "latest"]
     assert messages[-1] == {"status": f"Status: Downloaded newer image for {name}"}
     assert sum(1 for m in messages if m["status"].startswith("Status:")) == 1
+
+
+def test_resume_against_a_server_that_ignores_range(plain_registry, images, config, tmp_path):
+    """A partial download is resumed with Range; a server that answers 200
+    with the whole body instead is skipped ahead, and the digest still holds."""
+    raw = R.layer_tar({"data.bin": os.urandom(300_000)})
+    blob = R.gz(raw)
+    digest = R.sha256(blob)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "l.tgz").write_bytes(blob)
+    with R.FileServer(str(www)) as fs:
+        cfg = R.image_config([R.sha256(raw)])
+        man = {"schemaVersion": 2,
+               "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+               "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                          "size": len(cfg), "digest": R.sha256(cfg)},
+               "layers": [{"mediaType": R.MT_LAYER["foreign"], "size": len(blob),
+                           "digest": digest, "urls": [fs.url("l.tgz")]}]}
+        body = json.dumps(man).encode()
+        R.push_raw(plain_registry, "resume", {"manifest": body, "digest": R.sha256(body),
+                                              "media_type": man["mediaType"],
+                                              "blobs": {R.sha256(cfg): cfg}})
+        w = images.content.writer(digest, digest, len(blob))      # a pull that died halfway
+        w.write(blob[:len(blob) // 2])
+        w.close()
+        got = pull(images, f"{plain_registry.host}/resume", config=config)
+    assert got.diff_ids == [R.sha256(raw)]
+    assert images.content.read(digest) == blob
