@@ -138,6 +138,42 @@ def test_overlay_xattrs_from_tar_dropped(env):
     assert os.getxattr(root / "d", "user.ok") == b"1"
 
 
+def test_hardlink_symlink_chmod_does_not_touch_target(env):
+    root, outside = env
+    victim = str(outside / "victim")
+    apply(root, [E("symlink", "sym", link=victim), E("hardlink", "lnk", link="sym"),
+                 E("file", "lnk", b"new", mode=0o777)])
+    outside_untouched(outside)
+    assert os.readlink(root / "sym") == victim
+    assert (root / "lnk").read_bytes() == b"new"
+
+
+def test_hardlink_to_symlink_before_its_target_exists(env):
+    root, outside = env
+    apply(root, [E("symlink", "sym", link="target"), E("hardlink", "lnk", link="sym"),
+                 E("file", "target", b"t")])
+    assert os.readlink(root / "lnk") == "target" and (root / "lnk").read_bytes() == b"t"
+    outside_untouched(outside)
+
+
+@pytest.mark.root
+def test_whiteout_under_dead_absolute_symlink(env):
+    root, outside = env
+    apply(root, [E("symlink", "dead", link=str(outside / "nonexistent")),
+                 E("file", "dead/.wh.victim")])
+    outside_untouched(outside)
+    assert not (outside / "nonexistent").exists()
+    assert os.path.lexists(root / str(outside).lstrip("/") / "nonexistent" / "victim")
+
+
+def test_symlink_loop_in_parent_refused(env):
+    root, outside = env
+    with pytest.raises(LayerError, match="too many levels|failed to apply"):
+        apply(root, [E("symlink", "a", link="b"), E("symlink", "b", link="a"),
+                     E("file", "a/x", b"1")])
+    outside_untouched(outside)
+
+
 # --- cases that must be refused ------------------------------------------
 REFUSED = {
     "relative_dotdot": [E("file", "../pwned", b"x")],
