@@ -610,9 +610,16 @@ class NetworkManager:
                     cands = range(lo, hi + 1)
                 chosen = None
                 for p in cands:
-                    if free(p) and (lo == hi != 0 or self._bindable(proto, hip, p)):
+                    if free(p) and self._bindable(proto, hip, p):
                         chosen = p
                         break
+                if chosen is None and lo and lo == hi and free(lo):
+                    # a process of the host holds it (Docker's userland-proxy wording)
+                    raise errors.Internal(
+                        f"driver failed programming external connectivity on endpoint "
+                        f"{ep['container_name']} ({ep['id']}): failed to bind port "
+                        f"{hip}:{lo}/{proto}: Error starting userland proxy: listen {proto}4 "
+                        f"{hip}:{lo}: bind: address already in use")
                 if chosen is None:
                     what = f"{hip}:{lo}" if lo == hi else f"{hip}:{lo}-{hi}" if lo else hip
                     raise errors.Internal(

@@ -122,6 +122,14 @@ def test_published_port_serves_file_over_host_loopback(manager, procs, tmp_path)
         manager.setup_container(CID[2], "web2",
                                 ports={"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]})
     assert not nsmod.is_netns(manager.netns_path(CID[2]))  # nothing left of the failed one
+    # nor one that a host process listens on
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 9090))
+        held.listen(1)
+        with pytest.raises(errors.Internal, match="address already in use"):
+            manager.setup_container(CID[2], "web2",
+                                    ports={"80/tcp": [{"HostIp": "", "HostPort": "9090"}]})
+    assert "9090" not in _iptables_save()
     manager.teardown_container(CID[1])
     assert "172.17.0.2" not in _iptables_save()
     with pytest.raises(urllib.error.URLError):
