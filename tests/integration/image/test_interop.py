@@ -176,3 +176,16 @@ def test_containerd_imports_skiff_save(images, busybox, containerd, tmp_path):
     out = containerd("images", "import", str(legacy))
     assert "busybox:latest" in out
     assert "busybox:latest" in containerd("images", "ls")
+
+
+def test_skiff_loads_skopeo_oci_archive(images, busybox, tmp_path):
+    layout = tmp_path / "layout"
+    images.save_layout(["busybox:latest"], str(layout))
+    arch = tmp_path / "oci.tar"
+    run("skopeo", "copy", "--dest-compress", f"oci:{layout}:latest",
+        f"oci-archive:{arch}:latest")
+    images.remove("busybox:latest")
+    lines = images.load(open(arch, "rb"))
+    assert len(lines) == 1 and lines[0].startswith("Loaded image ID: sha256:")
+    im = images.get(lines[0].split()[-1])
+    assert im.diff_ids == busybox.diff_ids and im.layers[0]["mediaType"].endswith("gzip")
