@@ -19,10 +19,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
 
-from ..errors import (InvalidArgument, NotFound, PermissionDenied, SkiffError,
-                      Unauthorized, Unavailable)
+from ..errors import InvalidArgument, SkiffError, Unauthorized, Unavailable
 from .auth import TOKENS, Challenge, Credentials, parse_challenges
 from .config import Endpoint, RegistryConfig
 from .reference import Reference
@@ -188,11 +186,6 @@ class Pool:
 
 
 # -- a repository on a registry ------------------------------------------------
-
-@dataclass
-class _AuthState:
-    challenges: list[Challenge]
-
 
 class Repository:
     """One repository on one registry (trying mirrors first for docker.io

@@ -43,8 +43,11 @@ LAYER_TYPES = ("application/vnd.docker.image.rootfs.diff.tar.gzip",
                "application/vnd.oci.image.layer.v1.tar+zstd") + FOREIGN_TYPES
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(SkiffError):
+    """The caller gave up (the API client went away): Docker's wording."""
+
+    def __init__(self, message: str = "context canceled"):
+        super().__init__(message)
 
 
 # -- platforms -----------------------------------------------------------------

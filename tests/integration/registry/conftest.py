@@ -1,7 +1,6 @@
 """Real docker-registry instances on 127.0.0.1 (plain, TLS, htpasswd,
 token), an image service rooted in tmp, and helpers to build test images."""
 
-import os
 import shutil
 
 import pytest
