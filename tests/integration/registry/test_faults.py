@@ -77,3 +77,28 @@ def test_corrupted_blob_is_refused(plain_registry, images, config):
     assert not images.content.has(bad)
     assert not [i for i in images.content.ingests_in_progress() if i["ref"] == bad]
     assert images.storage.list() == [] or img["diff_ids"][0] not in images.storage.list()
+
+
+def test_cancelled_pull_leaves_no_image(plain_registry, images, config, monkeypatch):
+    """The API client going away sets the cancel event: the pull stops with
+    Docker's "context canceled", stores no image and keeps the partial blob."""
+    import threading
+    from skiff.registry.puller import Cancelled
+    img = R.build_image([R.layer_tar({"big.bin": os.urandom(16 << 20)})])
+    R.push_raw(plain_registry, "cancel/app", img)
+    monkeypatch.setattr(Progress, "INTERVAL", 0.0)
+    cancel = threading.Event()
+
+    def progress(m):
+        if m.get("status") == "Downloading":
+            time.sleep(0.01)
+            if m["progressDetail"]["current"] > (1 << 20):
+                cancel.set()
+
+    with pytest.raises(Cancelled) as e:
+        pull(images, f"{plain_registry.host}/cancel/app", config=config, progress=progress,
+             cancel=cancel)
+    assert str(e.value) == "context canceled"
+    assert images.list_json() == []
+    assert images.storage.list() == []
+    assert [i for i in images.content.ingests_in_progress() if i["ref"] == img["layers"][0]]
