@@ -216,12 +216,13 @@ class ImageService:
             iid = "sha256:" + m.group(1)
             if self._record(iid) is not None:
                 return iid, "id"
-            raise errors.ImageNotFound(ref_or_id)
+            raise errors.ImageNotFound(iid)
         repos = self._repos()
+        parse_error = None
         try:
             r = reference.parse(s)
-        except errors.InvalidArgument:
-            r = None
+        except errors.InvalidArgument as e:
+            r, parse_error = None, e
         if r is not None:
             if r.digest:
                 iid = repos["digests"].get(f"{r.name}@{r.digest}")
@@ -240,7 +241,10 @@ class ImageService:
                 raise errors.InvalidArgument(
                     f"ambiguous image ID prefix {s!r}: matches {len(found)} images")
         if r is None and not s.startswith("sha256:"):
-            raise errors.InvalidArgument("invalid reference format")
+            raise parse_error or errors.InvalidArgument("invalid reference format")
+        if r is not None and not s.startswith("sha256:"):
+            # Docker names the normalised reference: "No such image: foo:latest"
+            raise errors.ImageNotFound(r.tagged if not r.digest else f"{r.name}@{r.digest}")
         raise errors.ImageNotFound(ref_or_id)
 
     def get(self, ref_or_id: str) -> Image:

@@ -107,7 +107,13 @@ def load_dir(svc, path: str, ref: str | None = None) -> list[str]:
             raise errors.InvalidArgument("invalid archive: no images in it")
         lines = []
         for e in entries:
+            before = svc._repos()["tags"]
             im = _load_one(svc, d, e)
+            for t in e["tags"]:
+                old = before.get(t)
+                if old and old != im.id:
+                    lines.append(f"The image {t} already exists, renaming the old one with ID "
+                                 f"{old} to empty string")
             if e["tags"]:
                 lines += [f"Loaded image: {t}" for t in e["tags"]]
             else:

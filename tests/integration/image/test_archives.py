@@ -118,3 +118,21 @@ def test_bad_archives_rejected_without_leftovers(images, case, tmp_path):
     assert images.storage.list() == []
     assert os.listdir(images.tmpdir) == [] and os.listdir(images.storage.tmpdir) == []
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_load_over_an_existing_tag_says_so(images):
+    def archive(content):
+        layer = build([E("file", "a", content, uid=0, gid=0)])
+        c = _config([sha(layer)])
+        return c, _tar({"l.tar": layer, "c.json": c, "manifest.json": json.dumps(
+            [{"Config": "c.json", "RepoTags": ["app:1"], "Layers": ["l.tar"]}]).encode()})
+    c1, a1 = archive(b"one")
+    c2, a2 = archive(b"two")
+    assert images.load(io.BytesIO(a1)) == ["Loaded image: app:1"]
+    assert images.load(io.BytesIO(a2)) == [
+        f"The image app:1 already exists, renaming the old one with ID {sha(c1)} to empty "
+        f"string", "Loaded image: app:1"]
+    assert images.get("app:1").id == sha(c2)
+    assert images.list_json({"dangling": "true"})[0]["Id"] == sha(c1)
+    with pytest.raises(errors.ImageNotFound, match="No such image: app:2"):
+        images.get("app:2")
