@@ -364,11 +364,19 @@ def _pull_from(images, repo: Repository, ref: Reference, body: bytes, mt: str, d
     chains = chain_ids(diff_ids)
 
     existed = _image_exists(images, cfg_digest)
-    if not existed:
-        _fetch_layers(images, repo, layers, diff_ids, chains, p, config, cancel)
-    changed = _register(images, ref, manifest_body=body, manifest_digest=digest,
-                        config_digest=cfg_digest, top_digest=top_digest,
-                        index_body=index_body)
+    # the lease keeps this pull's blobs safe from a concurrent GC (image
+    # prune) until the image is registered
+    lease = content.lease()
+    try:
+        lease.add(cfg_digest)
+        if not existed:
+            _fetch_layers(images, repo, layers, diff_ids, chains, p, config, cancel,
+                          lease.name)
+        changed = _register(images, ref, manifest_body=body, manifest_digest=digest,
+                            config_digest=cfg_digest, top_digest=top_digest,
+                            index_body=index_body)
+    finally:
+        lease.release()
     p.message(f"Digest: {top_digest}")
     name = ref.familiar
     if changed or not existed:
@@ -388,7 +396,7 @@ def _schema1_message(ref: Reference) -> str:
 
 def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[str],
                   chains: list[str], p: Progress, config: RegistryConfig,
-                  cancel: threading.Event) -> None:
+                  cancel: threading.Event, lease_name: str) -> None:
     snaps = _snapshots(images)
     content = _content(images)
     n = len(layers)
@@ -407,7 +415,6 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
             continue
         seen.add(ids[i])
         p.update(ids[i], "Already exists" if present[i] else "Pulling fs layer")
-    lease = content.lease()
     futures: dict[int, object] = {}
     by_digest: dict[str, object] = {}
     streamed: set[str] = set()
@@ -425,7 +432,7 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
                 p.update(ids[i], "Waiting")
             queued += 1
             fut = pool.submit(_download, repo, content, layers[i], p, config, cancel,
-                              lease.name, _stream_factory(images, layers, diff_ids, chains, i,
+                              lease_name, _stream_factory(images, layers, diff_ids, chains, i,
                                                           streamed))
             futures[i] = by_digest[d] = fut
         parent = None
@@ -445,7 +452,6 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
         raise
     finally:
         pool.shutdown(wait=True)
-        lease.release()
 
 
 def _download(repo: Repository, content, desc: dict, p: Progress, config: RegistryConfig,
@@ -458,6 +464,7 @@ def _download(repo: Repository, content, desc: dict, p: Progress, config: Regist
     size = int(desc.get("size") or 0)
     sid = short_id(digest)
     if content.has(digest):
+        content.lease_add(lease, digest)
         p.update(sid, "Download complete")
         return
     urls = [u for u in desc.get("urls") or [] if u.startswith(("http://", "https://"))]

@@ -93,6 +93,11 @@ elif act == "erase":
     assert st.get("127.0.0.1:5000") == Credentials("carol", "pw1")
     assert st.erase("127.0.0.1:5000")
     assert json.load(open(db)) == {}
+    # credsStore: the helper for every registry without a credHelpers entry
+    path.write_text(json.dumps({"credsStore": "testhelper"}))
+    st.store("docker.io", Credentials("dave", "pw2"))
+    assert json.load(open(db)) == {DOCKER_HUB_AUTH_KEY: ["dave", "pw2"]}
+    assert CredentialStore(str(path)).get("index.docker.io") == Credentials("dave", "pw2")
 
 
 def test_token_cache_expiry():
