@@ -620,8 +620,11 @@ class ImageService:
             for t in im.repo_tags + im.repo_digests:
                 self._untag(repos, t)
                 out.append({"Untagged": t})
-            if users and force and by_name:
-                # the image stays (dangling) while a container uses it
+            if users and force:
+                # The image stays (dangling) while a container uses it: its
+                # config and blobs are what a commit or save of that
+                # container builds on. It goes with the last container
+                # (image prune).
                 return out
             out.extend(self._delete_image(iid))
             return out
