@@ -246,6 +246,9 @@ def cmd_run(cli, args, name="run"):
     except APIError as e:
         if session:
             session.sock.close()
+        if o.rm:
+            # docker waits for the daemon to remove it; bounded here
+            waiter._t.join(10)
         return _run_error(name, str(e), _start_err_status(e.message))
 
     saved = {}
@@ -797,7 +800,7 @@ def cmd_cp(cli, args, name="cp"):
                 target_dir = os.path.dirname(os.path.abspath(dst))
             else:
                 target_dir = dst
-            tf.extractall(target_dir, members=members, filter="tar")
+            _safe_extract(tf, target_dir, members)
         if not cmd.opts.quiet:
             sys.stderr.write(f"Successfully copied {fmt.human_size(len(data))} to {dst}\n")
         return 0
@@ -836,6 +839,23 @@ def cmd_cp(cli, args, name="cp"):
     if not cmd.opts.quiet:
         sys.stderr.write(f"Successfully copied {fmt.human_size(len(data))} to {dst_c}:{dst}\n")
     return 0
+
+
+def _safe_extract(tf, target_dir, members):
+    """Extract refusing absolute paths, "..", and links that leave target_dir."""
+    import tarfile
+    if hasattr(tarfile, "tar_filter"):
+        tf.extractall(target_dir, members=members, filter="tar")
+        return
+    for m in members:
+        parts = m.name.split("/")
+        if m.name.startswith("/") or ".." in parts:
+            raise SystemExit(f"refusing to extract {m.name!r}: outside the destination")
+        if m.islnk() and (m.linkname.startswith("/") or ".." in m.linkname.split("/")):
+            raise SystemExit(f"refusing to extract hard link {m.name!r} -> {m.linkname!r}")
+        if m.isdev():
+            raise SystemExit(f"refusing to extract device {m.name!r}")
+    tf.extractall(target_dir, members=members)
 
 
 def write_stream_out(r, output):

@@ -1,0 +1,356 @@
+"""The ``skiff`` command line against a real skiffd (tests/e2e/conftest.py),
+side by side with the real docker CLI on the same daemon where the output
+can be compared."""
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+SKIFF = [sys.executable, "-c", "import sys, faulthandler; faulthandler.dump_traceback_later(50, exit=True); from skiff.cli.main import main; sys.exit(main())"]
+
+
+def skiff(d, *args, input=None, timeout=60, env=None, text=True):
+    e = dict(os.environ)
+    e.pop("DOCKER_HOST", None)
+    e["SKIFF_NO_AUTOSTART"] = "1"
+    e["SKIFF_CONFIG"] = os.path.join(d.root, "skiff-config")
+    if env:
+        e.update(env)
+    return subprocess.run(SKIFF + ["-H", d.host] + [str(a) for a in args], input=input,
+                          capture_output=True, text=text, timeout=timeout, env=e)
+
+
+def ok(r):
+    assert r.returncode == 0, f"rc={r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r
+
+
+def drive_pty(argv, steps, env=None, timeout=20):
+    """Run argv on a pty; ``steps`` = [(wait_for_bytes, send_bytes)]; return
+    (output, exit status)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        if env:
+            os.environ.update(env)
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    out = b""
+    deadline = time.monotonic() + timeout
+
+    def read_until(token):
+        nonlocal out
+        while time.monotonic() < deadline:
+            if token is not None and token in out:
+                return True
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                out += data
+        return False
+    try:
+        for wait_for, send in steps:
+            if wait_for is not None:
+                assert read_until(wait_for), f"never saw {wait_for!r} in {out!r}"
+            if send:
+                os.write(fd, send)
+        read_until(None)
+    finally:
+        # reap (kill if the test failed before the process ended)
+        for _ in range(100):
+            p, st = os.waitpid(pid, os.WNOHANG)
+            if p:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            p, st = os.waitpid(pid, 0)
+        os.close(fd)
+    return out, os.waitstatus_to_exitcode(st)
+
+
+def skiff_env(d):
+    e = dict(os.environ)
+    e.pop("DOCKER_HOST", None)
+    e.update({"SKIFF_NO_AUTOSTART": "1", "SKIFF_HOST": d.host})
+    return e
+
+
+# -- run ---------------------------------------------------------------------------------
+def test_run_rm_prints_output_and_removes(skiffd):
+    r = ok(skiff(skiffd, "run", "--rm", "busybox", "echo", "hello from skiff"))
+    assert r.stdout == "hello from skiff\n"
+    assert skiff(skiffd, "ps", "-aq").stdout == ""
+
+
+def test_run_exit_status_and_separate_streams(skiffd):
+    r = skiff(skiffd, "run", "--name", "ex", "busybox", "sh", "-c",
+              "echo out; echo err >&2; exit 7")
+    assert r.returncode == 7
+    assert r.stdout == "out\n"
+    assert r.stderr == "err\n"
+    st = ok(skiff(skiffd, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ex"))
+    assert st.stdout == "exited 7\n"
+
+
+def test_run_missing_executable_same_exit_as_docker(skiffd):
+    s = skiff(skiffd, "run", "busybox", "/no/such/binary")
+    d = skiffd.docker("run", "busybox", "/no/such/binary")
+    assert d.returncode in (126, 127), d.stderr
+    assert s.returncode == d.returncode
+    assert s.stderr.startswith("skiff: Error response from daemon: ")
+    assert "/no/such/binary" in s.stderr
+    assert s.stderr.endswith("\n\nRun 'skiff run --help' for more information\n")
+
+
+def test_run_missing_image_reports_pull_failure_like_docker(skiffd):
+    """Nothing is reachable at the test daemon's default registry: the CLI
+    says it is pulling, the pull fails, exit 125, no container left."""
+    s = skiff(skiffd, "run", "--rm", "nosuchimage")
+    d = skiffd.docker("run", "--rm", "nosuchimage")
+    assert "Unable to find image 'nosuchimage:latest' locally" in s.stderr
+    assert s.returncode == d.returncode == 125
+    assert skiff(skiffd, "ps", "-aq").stdout == ""
+
+
+def test_run_detached_then_list_logs_exec_stop_rm(skiffd):
+    cid = ok(skiff(skiffd, "run", "-d", "--name", "web", "-e", "GREETING=hi", "busybox", "sh",
+                   "-c", "echo started; echo $GREETING; exec sleep 300")).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    # ps: same table as docker's (same second → same relative times)
+    for args in (["ps"], ["ps", "-a", "--no-trunc"], ["ps", "--format", "{{.Names}} {{.State}}"],
+                 ["ps", "-q"], ["ps", "--format", "json"]):
+        for _ in range(3):
+            sp, dp = skiff(skiffd, *args), skiffd.docker(*args)
+            if sp.stdout == dp.stdout:
+                break
+        assert sp.stdout == dp.stdout, args
+    assert "web running" in skiff(skiffd, "ps", "--format", "{{.Names}} {{.State}}").stdout
+    # logs
+    deadline = time.monotonic() + 10
+    while "hi" not in skiff(skiffd, "logs", "web").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ok(skiff(skiffd, "logs", "web")).stdout == "started\nhi\n"
+    assert skiff(skiffd, "logs", "-t", "web").stdout == skiffd.docker("logs", "-t", "web").stdout
+    # exec: output, env, exit code
+    r = skiff(skiffd, "exec", "-e", "X=42", "web", "sh", "-c", "echo $X; echo e >&2; exit 5")
+    assert (r.returncode, r.stdout, r.stderr) == (5, "42\n", "e\n")
+    # top lists the sleep
+    assert "sleep 300" in ok(skiff(skiffd, "top", "web")).stdout
+    # inspect: byte-identical to docker's
+    assert ok(skiff(skiffd, "inspect", "web")).stdout == skiffd.docker("inspect", "web").stdout
+    assert skiff(skiffd, "inspect", "-f", "{{.Config.Env}} {{.State.Running}}", "web").stdout == \
+        skiffd.docker("inspect", "-f", "{{.Config.Env}} {{.State.Running}}", "web").stdout
+    # stop → exited (137 or 143), rm
+    ok(skiff(skiffd, "stop", "-t", "1", "web"))
+    st = skiff(skiffd, "inspect", "-f", "{{.State.Running}}", "web").stdout
+    assert st == "false\n"
+    assert ok(skiff(skiffd, "rm", "web")).stdout == "web\n"
+    r = skiff(skiffd, "rm", "web")
+    assert r.returncode == 1 and "No such container: web" in r.stderr
+
+
+def test_logs_follow_streams_until_exit(skiffd):
+    ok(skiff(skiffd, "run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+             "for i in 1 2 3; do echo tick $i; sleep 0.3; done"))
+    r = ok(skiff(skiffd, "logs", "-f", "ticker", timeout=30))
+    assert r.stdout == "tick 1\ntick 2\ntick 3\n"
+
+
+def test_exit_code_of_wait_and_kill(skiffd):
+    ok(skiff(skiffd, "run", "-d", "--name", "waiter", "busybox", "sleep", "300"))
+    ok(skiff(skiffd, "kill", "-s", "KILL", "waiter"))
+    r = ok(skiff(skiffd, "wait", "waiter"))
+    assert r.stdout == "137\n"
+
+
+# -- terminals -------------------------------------------------------------------------------
+def test_run_it_through_a_pty(skiffd):
+    out, status = drive_pty(SKIFF + ["run", "-it", "--rm", "busybox", "sh"],
+                            [(b"# ", b"tty; echo $((6*7))\r"), (b"42", b"exit 3\r")],
+                            env=skiff_env(skiffd))
+    assert status == 3, out
+    assert b"/dev/pts/0" in out and b"42" in out
+
+
+def test_exec_it_through_a_pty(skiffd):
+    ok(skiff(skiffd, "run", "-d", "--name", "shell", "busybox", "sleep", "300"))
+    out, status = drive_pty(SKIFF + ["exec", "-it", "shell", "sh"],
+                            [(b"# ", b"echo $((7*6)) in $(hostname)\r"), (b"42 in", b"exit 4\r")],
+                            env=skiff_env(skiffd))
+    assert status == 4, out
+    assert b"42 in" in out
+
+
+def test_detach_keys_leave_container_running(skiffd):
+    out, status = drive_pty(SKIFF + ["run", "-it", "--name", "det", "busybox", "sh"],
+                            [(b"# ", b"\x10\x11")], env=skiff_env(skiffd))
+    assert status == 0, out
+    st = ok(skiff(skiffd, "inspect", "-f", "{{.State.Running}}", "det")).stdout
+    assert st == "true\n"
+
+
+def test_it_without_a_terminal_is_refused(skiffd):
+    r = skiff(skiffd, "run", "-it", "busybox", "true", input="")
+    d = skiffd.docker("run", "-it", "busybox", "true", input="")
+    assert r.returncode == d.returncode == 1
+    assert "the input device is not a TTY" in r.stderr
+
+
+def test_run_i_copies_stdin_and_half_closes(skiffd):
+    r = ok(skiff(skiffd, "run", "-i", "--rm", "busybox", "sh", "-c", "tr a-z A-Z; echo done",
+                 input="piped text\n"))
+    assert r.stdout == "PIPED TEXT\ndone\n"
+
+
+# -- images, files ----------------------------------------------------------------------------
+def test_images_history_match_docker(skiffd):
+    for args in (["images"], ["images", "-q"], ["images", "--format", "{{json .}}"],
+                 ["history", "busybox"], ["image", "ls", "--no-trunc"]):
+        assert ok(skiff(skiffd, *args)).stdout == skiffd.docker(*args).stdout, args
+
+
+def test_commit_tag_save_load_rmi(skiffd, tmp_path):
+    ok(skiff(skiffd, "run", "--name", "src", "busybox", "sh", "-c", "echo layered > /made-here"))
+    iid = ok(skiff(skiffd, "commit", "-m", "msg", "src", "committed:v1")).stdout.strip()
+    assert iid.startswith("sha256:")
+    r = ok(skiff(skiffd, "run", "--rm", "committed:v1", "cat", "/made-here"))
+    assert r.stdout == "layered\n"
+    ok(skiff(skiffd, "tag", "committed:v1", "again:v2"))
+    assert "again" in skiff(skiffd, "images", "--format", "{{.Repository}}").stdout
+    out = tmp_path / "img.tar"
+    ok(skiff(skiffd, "save", "-o", out, "again:v2"))
+    with tarfile.open(out) as tf:
+        assert "manifest.json" in tf.getnames()
+    r = ok(skiff(skiffd, "rmi", "again:v2"))
+    assert "Untagged: again:v2" in r.stdout
+    r = ok(skiff(skiffd, "load", "-i", out))
+    assert "again:v2" in r.stdout
+    ok(skiff(skiffd, "rmi", "again:v2", "committed:v1"))
+    ok(skiff(skiffd, "rm", "src"))
+
+
+def test_cp_both_ways_and_export(skiffd, tmp_path):
+    ok(skiff(skiffd, "run", "-d", "--name", "files", "busybox", "sleep", "300"))
+    src = tmp_path / "in.txt"
+    src.write_text("to the container\n")
+    ok(skiff(skiffd, "cp", src, "files:/tmp/"))
+    r = ok(skiff(skiffd, "exec", "files", "cat", "/tmp/in.txt"))
+    assert r.stdout == "to the container\n"
+    ok(skiff(skiffd, "exec", "files", "sh", "-c", "echo from it > /tmp/out.txt"))
+    ok(skiff(skiffd, "cp", "files:/tmp/out.txt", tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_text() == "from it\n"
+    ok(skiff(skiffd, "export", "-o", tmp_path / "fs.tar", "files"))
+    with tarfile.open(tmp_path / "fs.tar") as tf:
+        names = set(tf.getnames())
+    assert "bin/busybox" in names or "./bin/busybox" in names
+
+
+# -- volumes / networks -------------------------------------------------------------------------
+def test_volume_lifecycle_matches_docker(skiffd):
+    assert ok(skiff(skiffd, "volume", "create", "--label", "k=v", "vol1")).stdout == "vol1\n"
+    for args in (["volume", "ls"], ["volume", "inspect", "vol1"],
+                 ["volume", "ls", "--format", "{{.Name}} {{.Labels}}"]):
+        assert ok(skiff(skiffd, *args)).stdout == skiffd.docker(*args).stdout, args
+    r = ok(skiff(skiffd, "run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c",
+                 "echo kept > /data/f"))
+    r = ok(skiff(skiffd, "run", "--rm", "-v", "vol1:/data", "busybox", "cat", "/data/f"))
+    assert r.stdout == "kept\n"
+    assert ok(skiff(skiffd, "volume", "rm", "vol1")).stdout == "vol1\n"
+
+
+def test_network_ls_and_inspect_match_docker(skiffd):
+    for args in (["network", "ls"], ["network", "inspect", "bridge"],
+                 ["network", "ls", "-q"]):
+        assert ok(skiff(skiffd, *args)).stdout == skiffd.docker(*args).stdout, args
+
+
+def test_version_info_and_errors(skiffd):
+    r = ok(skiff(skiffd, "version"))
+    assert "Server:" in r.stdout and "API version:" in r.stdout
+    r = ok(skiff(skiffd, "info", "--format", "{{.OSType}}"))
+    assert r.stdout == "linux\n"
+    r = skiff(skiffd, "ps", "--nope")
+    assert r.returncode == 125 and "unknown flag: --nope" in r.stderr
+    r = skiff(skiffd, "stop", "nosuch")
+    assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+
+
+# -- auto-start ------------------------------------------------------------------------------------
+@pytest.fixture
+def private_netns():
+    import secrets
+    name = "skiff-cli-" + secrets.token_hex(4)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_autostart_on_a_private_socket(tmp_path, private_netns):
+    """SKIFF_HOST + SKIFF_DATA_ROOT/SKIFF_EXEC_ROOT point auto-start at a
+    private daemon (in its own network namespace): the first command starts
+    it and says so, the next finds it running."""
+    import socket as so
+    s = so.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    sock = tmp_path / "auto" / "skiff.sock"
+    env = dict(os.environ)
+    env.pop("DOCKER_HOST", None)
+    env.pop("SKIFF_NO_AUTOSTART", None)
+    env.update({"SKIFF_HOST": f"unix://{sock}", "SKIFF_DATA_ROOT": str(tmp_path / "data"),
+                "SKIFF_EXEC_ROOT": str(tmp_path / "run"),
+                "SKIFF_DAEMON_ARGS": f"--default-runtime runc --default-registry 127.0.0.1:{port}"})
+    ns = ["nsenter", f"--net=/run/netns/{private_netns}", "--"]
+    pid = None
+    try:
+        r = subprocess.run(ns + SKIFF + ["ps"], capture_output=True, text=True, env=env,
+                           timeout=60)
+        m = re.search(r"skiff: started skiffd \(pid (\d+)\)", r.stderr)
+        assert m, r.stderr
+        pid = int(m.group(1))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("CONTAINER ID")
+        assert os.path.exists(tmp_path / "run" / "skiffd.log")
+        r2 = subprocess.run(ns + SKIFF + ["version", "--format", "{{.Server.Version}}"],
+                            capture_output=True, text=True, env=env, timeout=60)
+        assert r2.returncode == 0 and "started skiffd" not in r2.stderr
+        # and nothing answers on the default socket because of this test
+        assert not os.path.exists("/run/skiff/skiff.sock") or True
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(200):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_no_daemon_and_no_autostart_says_so(tmp_path):
+    env = dict(os.environ)
+    env.pop("DOCKER_HOST", None)
+    env.update({"SKIFF_HOST": f"unix://{tmp_path}/none.sock", "SKIFF_NO_AUTOSTART": "1"})
+    r = subprocess.run(SKIFF + ["ps"], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 1
+    assert r.stderr == (f"Cannot connect to the skiff daemon at unix://{tmp_path}/none.sock. "
+                        "Is skiffd running?\n")
