@@ -7,8 +7,13 @@ import pytest
 
 from skiff.testing import registry as R
 
-pytestmark = pytest.mark.skipif(shutil.which(R.REGISTRY_BIN) is None,
-                                reason="docker-registry not installed")
+
+
+@pytest.fixture(autouse=True)
+def _need_tools():
+    for tool in (R.REGISTRY_BIN, "openssl", "htpasswd"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (install.sh --dev)")
 
 
 @pytest.fixture
