@@ -84,10 +84,11 @@ class DNSServer:
     """``lookup(container_id, name) -> list[str] | None`` (None: not ours),
     ``reverse(container_id, ip) -> str | None``."""
 
-    def __init__(self, lookup, reverse=None, upstreams=(), forward=True):
+    def __init__(self, lookup, reverse=None, upstreams=(), forward=True, upstreams_for=None):
         self.lookup = lookup
         self.reverse = reverse
         self.upstreams = [u for u in upstreams if u]
+        self.upstreams_for = upstreams_for  # container id -> its own servers (--dns) or None
         self.forward = forward
         self._sel = None
         self._thread = None
@@ -247,13 +248,14 @@ class DNSServer:
             else:  # the name exists, without IPv6 addresses
                 reply(build_response(msg, NOERROR, [], qtype))
             return
-        if self.forward and self.upstreams:
-            self._pool.submit(self._forward, msg, reply, tcp)
+        servers = (self.upstreams_for(cid) if self.upstreams_for else None) or self.upstreams
+        if self.forward and servers:
+            self._pool.submit(self._forward, msg, reply, tcp, servers)
         else:
             reply(error_response(msg, SERVFAIL))
 
-    def _forward(self, msg, reply, tcp):
-        for server in self.upstreams:
+    def _forward(self, msg, reply, tcp, servers):
+        for server in servers:
             try:
                 if tcp:
                     with socket.create_connection((server, 53), timeout=2) as s:

@@ -67,9 +67,11 @@ class NetworkManager:
         self._tlock = threading.RLock()
         self._ipt = nat.Iptables()
         from skiff.network.dns import DNSServer
+        self._ext_dns = {}  # container id -> its --dns servers (embedded DNS upstreams)
         self.dns = DNSServer(self._dns_lookup, self._dns_reverse,
                              upstreams=self._upstreams(),
-                             forward=bool(config.get("dns-forward", True)))
+                             forward=bool(config.get("dns-forward", True)),
+                             upstreams_for=self._ext_dns.get)
 
     # ------------------------------------------------------------------
     # locking and lookup helpers
@@ -523,8 +525,12 @@ class NetworkManager:
                             "networks in private (none) mode")
                     continue
                 ip, aliases = self._endpoint_cfg(cfg)
-                self._add_endpoint(container_id, name, path, n, ip, aliases, default_route=first)
-                first = False
+                # an --internal network gives no default route (no way out)
+                self._add_endpoint(container_id, name, path, n, ip, aliases,
+                                   default_route=first and not n["internal"],
+                                   mac=self._mac_cfg(cfg))
+                if not n["internal"]:
+                    first = False
             if reqs:
                 self._publish(container_id, resolved, reqs)
         except BaseException:
@@ -532,7 +538,14 @@ class NetworkManager:
             raise
         return self.network_settings(container_id)
 
-    def _add_endpoint(self, container_id, name, path, n, ip, aliases, default_route):
+    @staticmethod
+    def _mac_cfg(cfg):
+        mac = cfg.get("MacAddress") or None
+        if mac and not re.match(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", mac):
+            raise errors.InvalidArgument(f"invalid MAC address: {mac}")
+        return mac.lower() if mac else None
+
+    def _add_endpoint(self, container_id, name, path, n, ip, aliases, default_route, mac=None):
         from skiff.network import bridge
         subnet = ipaddress.ip_network(n["subnet"])
         gw = ipaddress.ip_address(n["gateway"])
@@ -558,7 +571,7 @@ class NetworkManager:
             eid = secrets.token_hex(32)
             veth = _veth_name(container_id, n["id"])
             ifname = f"eth{count}"
-            mac = ipam.mac_for(addr)
+            mac = mac or ipam.mac_for(addr)
             db.execute("INSERT INTO endpoints (id, network_id, container_id, container_name, "
                        "ifname, host_veth, ip, mac, aliases, ipam_ip, seq) VALUES "
                        "(?,?,?,?,?,?,?,?,?,?,?)",
@@ -669,8 +682,9 @@ class NetworkManager:
             raise errors.PermissionDenied(
                 "container cannot be connected to multiple networks with one of the networks in "
                 "private (none) mode")
-        first = db.execute("SELECT COUNT(*) FROM endpoints WHERE container_id=?",
-                           (container_id,)).fetchone()[0] == 0
+        first = db.execute("SELECT COUNT(*) FROM endpoints e JOIN networks n ON "
+                           "e.network_id=n.id WHERE e.container_id=? AND n.internal=0",
+                           (container_id,)).fetchone()[0] == 0 and not n["internal"]
         self._add_endpoint(container_id, sb["name"], sb["netns"], n, ip, list(aliases or ()),
                            default_route=first)
         return self.network_settings(container_id)["Networks"][n["name"]]
@@ -715,6 +729,7 @@ class NetworkManager:
         had_ports = db.execute("SELECT 1 FROM ports WHERE container_id=?",
                                (container_id,)).fetchone() is not None
         self.dns.remove_container(container_id)
+        self._ext_dns.pop(container_id, None)
         with self.store.tx() as db:
             db.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
             db.execute("DELETE FROM endpoints WHERE container_id=?", (container_id,))
@@ -845,6 +860,8 @@ class NetworkManager:
         if sb is not None and sb["mode"] == "host" and not (dns or dns_search or dns_options):
             return host_text
         internal = self._has_user_endpoints(container_id)
+        if dns:
+            self._ext_dns[container_id] = list(dns)
         return files.resolv(host_text, internal, dns or self.dns_servers or None,
                             dns_search, dns_options)
 

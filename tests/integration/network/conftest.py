@@ -94,8 +94,13 @@ def manager_factory(hostns, tmp_path):
     from skiff.network import NetworkManager
     made = []
 
+    resolv = tmp_path / "host-resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\nsearch test.invalid\n")  # never the real host's
+
     def make(config=None, state="state"):
-        m = NetworkManager(str(tmp_path / state), str(tmp_path / "run"), dict(config or {}))
+        cfg = {"resolv-conf": str(resolv)}
+        cfg.update(config or {})
+        m = NetworkManager(str(tmp_path / state), str(tmp_path / "run"), cfg)
         made.append(m)
         return m
     yield make
@@ -137,9 +142,13 @@ def outside(hostns):
         yield ns
     finally:
         ns.delete()
-        with IPRoute() as ip:
+        from pyroute2.netlink.exceptions import NetlinkError
+        with IPRoute() as ip:  # usually gone with its peer already
             for idx in ip.link_lookup(ifname="skt-up"):
-                ip.link("del", index=idx)
+                try:
+                    ip.link("del", index=idx)
+                except NetlinkError:
+                    pass
 
 
 def in_ns(path, cmd, **kw):

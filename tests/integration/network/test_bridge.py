@@ -201,8 +201,9 @@ def test_masquerade_outside_sees_host_address(manager_factory, outside):
         conn, peer = server.accept()
         conn.close()
         assert peer[0] == "10.200.0.1"  # the host's address, not 172.17.0.2
-        # an --internal network has no way out
+        # an --internal network has no way out, not even a default route
         assert not run_in(sealed["SandboxKey"], connect, (outside.address, 9000), 1)
+        assert in_ns(sealed["SandboxKey"], ["ip", "route", "show", "default"]).stdout == ""
     finally:
         server.close()
 
@@ -217,16 +218,22 @@ def test_embedded_dns_forwards_unknown_names_to_upstream(manager_factory, outsid
         return s
     up = run_in(outside.path, fake_upstream)
     up.settimeout(10)
-    m = manager_factory({"dns": [outside.address]})
+    m = manager_factory()  # daemon-wide upstream: 127.0.0.1, where nothing answers
     m.ensure_default()
     m.create("fwdnet")
     c = m.setup_container(CID[1], "c1", networks="fwdnet")
+    # docker run --dns <outside>: the container's own upstream
+    resolv = m.resolv_conf(CID[1], dns=[outside.address])
+    assert "nameserver 127.0.0.11" in resolv and f"ExtServers: [{outside.address}]" in resolv
     p = subprocess.Popen(["nsenter", f"--net={c['SandboxKey']}", "busybox", "nslookup",
                           "outer.test", "127.0.0.11"], stdout=subprocess.PIPE, text=True)
     try:
-        msg, peer = up.recvfrom(4096)
-        assert dns.parse_query(msg)[2] == "outer.test"
-        up.sendto(dns.build_response(msg, 0, ["198.51.100.7"]), peer)
+        for _ in range(2):  # busybox nslookup asks A and AAAA
+            msg, peer = up.recvfrom(4096)
+            _, _, qname, qtype, _, _ = dns.parse_query(msg)
+            assert qname == "outer.test"
+            up.sendto(dns.build_response(msg, 0, ["198.51.100.7"] if qtype == dns.TYPE_A else [],
+                                         qtype), peer)
         out, _ = p.communicate(timeout=10)
         assert "198.51.100.7" in out
     finally:
@@ -279,7 +286,11 @@ def test_network_create_inspect_rm_prune(manager):
     s = manager.setup_container(CID[1], "c1", networks="custom")
     assert s["Networks"]["custom"]["IPAddress"] == "10.55.7.1"
     s2 = manager.setup_container(CID[2], "c2",
-                                 networks={"custom": {"IPAMConfig": {"IPv4Address": "10.55.0.9"}}})
+                                 networks={"custom": {"IPAMConfig": {"IPv4Address": "10.55.0.9"},
+                                                      "MacAddress": "02:aa:bb:cc:dd:ee"}})
+    assert "02:aa:bb:cc:dd:ee" in in_ns(s2["SandboxKey"], ["ip", "-o", "link", "show",
+                                                           "eth0"]).stdout
+    assert s2["Networks"]["custom"]["MacAddress"] == "02:aa:bb:cc:dd:ee"
     assert s2["Networks"]["custom"]["IPAddress"] == "10.55.0.9"
     assert s2["Networks"]["custom"]["IPAMConfig"] == {"IPv4Address": "10.55.0.9"}
     with pytest.raises(errors.Conflict, match="Address already in use"):
