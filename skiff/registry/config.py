@@ -145,8 +145,10 @@ class RegistryConfig:
             ctx = self._ssl_cache.get(key)
             if ctx is not None:
                 return ctx
-            ctx = ssl.create_default_context()
-            if not verify:
+            if verify:
+                ctx = ssl.create_default_context()
+            else:   # no verification: skip loading the system CA bundle (~35 ms)
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
             if stamp:
