@@ -13,8 +13,6 @@ import base64
 import json
 import os
 import re
-import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -161,6 +159,7 @@ class CredentialStore:
         return data if isinstance(data, dict) else {}
 
     def _save(self, data: dict) -> None:
+        import tempfile
         d = os.path.dirname(self.path) or "."
         os.makedirs(d, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".config.json.")
@@ -246,6 +245,7 @@ class CredentialStore:
 
 
 def _helper_run(helper: str, action: str, stdin: str) -> str:
+    import subprocess
     prog = f"docker-credential-{helper}"
     try:
         p = subprocess.run([prog, action], input=stdin, capture_output=True, text=True,
