@@ -17,10 +17,16 @@ Figures:
 each beside a baseline that has no bridge and no NAT: the same server on
 the namespace's own loopback. The ratios are skiff / baseline.
 
-docker is not measured: dockerd would have to run on this shared machine,
-where other engineers' test suites snapshot cgroups, processes and mounts;
-see the report. skiff's data path (veth + Linux bridge + iptables DNAT/
-MASQUERADE) is dockerd's with "userland-proxy": false.
+dockerd itself is not run: it would have to run on this shared machine,
+where other engineers' test suites snapshot cgroups, processes and mounts.
+skiff's data path (veth + Linux bridge + iptables DNAT/MASQUERADE) is
+dockerd's with "userland-proxy": false. Docker's *default* path from the
+host's loopback to a published port is its userland proxy: when the
+docker-proxy binary is available (``--docker-proxy PATH``; it comes in
+Debian's docker.io package, e.g. ``apt-get download docker.io && dpkg-deb -x
+docker.io_*.deb /tmp/dk`` → /tmp/dk/usr/sbin/docker-proxy, nothing
+installed, no daemon started) the host→published figures are also taken
+through docker-proxy in front of the same container, as dockerd runs it.
 """
 
 import argparse
@@ -82,6 +88,9 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--setups", type=int, default=20)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--docker-proxy", default=shutil.which("docker-proxy") or next(
+        (p for p in ("/usr/sbin/docker-proxy", "/usr/libexec/docker/docker-proxy")
+         if os.path.exists(p)), None))
     args = ap.parse_args()
     for tool in ("iperf3", "ab", "busybox", "nsenter"):
         if not shutil.which(tool):
@@ -125,6 +134,14 @@ def main():
         start(["busybox", "httpd", "-f", "-p", "28080", "-h", www])
         for path, port in ((sp, 5201), (sp, 80), (None, 25201), (None, 28080)):
             wait_listen(path, port)
+        if args.docker_proxy:  # dockerd's userland proxy, as dockerd starts it
+            for hport, cport in ((16201, 5201), (16080, 80)):
+                # it reports readiness on fd 3, as dockerd expects
+                start(["sh", "-c", 'exec "$@" 3>/dev/null', "sh", args.docker_proxy,
+                       "-proto", "tcp", "-host-ip", "127.0.0.1",
+                       "-host-port", str(hport), "-container-ip", ip,
+                       "-container-port", str(cport)])
+                wait_listen(None, hport)
 
         s = args.seconds
         results["throughput_gbit"] = {
@@ -132,12 +149,18 @@ def main():
             "host_to_published_port": iperf(None, "127.0.0.1", 15201, s),
             "baseline_loopback": iperf(None, "127.0.0.1", 25201, s),
         }
+        if args.docker_proxy:
+            results["throughput_gbit"]["docker_proxy_to_container"] = \
+                iperf(None, "127.0.0.1", 16201, s)
         n = args.requests
         results["connections_per_s"] = {
             "container_to_container": ab(cp, f"http://{ip}:80/index.html", n),
             "host_to_published_port": ab(None, "http://127.0.0.1:18080/index.html", n),
             "baseline_loopback": ab(None, "http://127.0.0.1:28080/index.html", n),
         }
+        if args.docker_proxy:
+            results["connections_per_s"]["docker_proxy_to_container"] = \
+                ab(None, "http://127.0.0.1:16080/index.html", n)
         t0 = time.perf_counter()
         for i in range(args.setups):
             cid = f"{i + 16:064x}"
@@ -173,6 +196,14 @@ def main():
                        ("host->published connections/s", "host_to_published_port")):
         print(f"{label:32}{c[key]:12.0f}{c['baseline_loopback']:12.0f}"
               f"{c[key] / c['baseline_loopback']:8.2f}")
+    if "docker_proxy_to_container" in t:
+        dt, dc = t["docker_proxy_to_container"], c["docker_proxy_to_container"]
+        print(f"\n{'host->published, 127.0.0.1':32}{'skiff DNAT':>12}{'docker-proxy':>14}"
+              f"{'ratio':>8}")
+        print(f"{'  throughput (Gbit/s)':32}{t['host_to_published_port']:12.2f}{dt:14.2f}"
+              f"{t['host_to_published_port'] / dt:8.2f}")
+        print(f"{'  connections/s':32}{c['host_to_published_port']:12.0f}{dc:14.0f}"
+              f"{c['host_to_published_port'] / dc:8.2f}")
     print(f"{'network setup+teardown (ms)':32}{results['setup_teardown_ms']:12.1f}")
     print("baseline: same server on the namespace's loopback (no bridge, no NAT)")
 
