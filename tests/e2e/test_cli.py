@@ -354,3 +354,76 @@ def test_no_daemon_and_no_autostart_says_so(tmp_path):
     assert r.returncode == 1
     assert r.stderr == (f"Cannot connect to the skiff daemon at unix://{tmp_path}/none.sock. "
                         "Is skiffd running?\n")
+
+
+# -- registry: pull / push progress ------------------------------------------------------------
+@pytest.fixture
+def netns_registry(tmp_path):
+    """``start(daemon)`` → Debian's docker-registry serving the daemon's
+    default registry address inside the daemon's network namespace."""
+    import json as _json
+    import shutil
+    import socket as so
+    if not shutil.which("docker-registry"):
+        pytest.skip("docker-registry not installed")
+    procs = []
+
+    def start(d):
+        cfg = tmp_path / "registry.yml"
+        cfg.write_text(_json.dumps({
+            "version": "0.1", "log": {"level": "error", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(tmp_path / "storage")},
+                        "delete": {"enabled": True}},
+            "http": {"addr": d.registry, "secret": "skiff-cli-test"}}))
+        p = subprocess.Popen(["nsenter", f"--net=/run/netns/{d.netns}", "--",
+                              "docker-registry", "serve", str(cfg)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        host, port = d.registry.split(":")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r = d.nsexec(sys.executable, "-c", "import socket, sys; "
+                         "socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)",
+                         host, port)
+            if r.returncode == 0:
+                return d.registry
+            time.sleep(0.1)
+        raise RuntimeError("registry did not start")
+    yield start
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_push_pull_progress_and_auto_pull(make_skiffd, netns_registry):
+    d = make_skiffd()
+    reg = netns_registry(d)
+    ref = f"{reg}/team/bb:v1"
+    ok(skiff(d, "tag", "busybox", ref))
+    r = ok(skiff(d, "push", ref, timeout=120))
+    assert f"The push refers to repository [{reg}/team/bb]" in r.stdout
+    assert re.search(r"v1: digest: sha256:[0-9a-f]{64} size: \d+", r.stdout), r.stdout
+    ok(skiff(d, "rmi", ref))
+    # pull: plain lines (not a terminal), the same lines docker prints
+    sp = ok(skiff(d, "pull", ref, timeout=120))
+    ok(skiff(d, "rmi", ref))
+    dp = d.docker("pull", ref, timeout=120)
+    assert dp.returncode == 0, dp.stderr
+    assert sp.stdout == dp.stdout
+    assert "Status: Downloaded newer image" in sp.stdout
+    assert sp.stdout.rstrip().endswith(ref)
+    # up to date the second time
+    r = ok(skiff(d, "pull", ref))
+    assert f"Status: Image is up to date for {ref}" in r.stdout
+    # run with a missing image pulls it (short name through the default registry)
+    ok(skiff(d, "tag", "busybox", f"{reg}/library/busybox:latest"))
+    ok(skiff(d, "push", f"{reg}/library/busybox:latest", timeout=120))
+    ok(skiff(d, "rmi", "-f", "busybox", f"{reg}/library/busybox:latest", ref))
+    r = ok(skiff(d, "run", "--rm", "busybox", "echo", "pulled and ran", timeout=120))
+    assert "Unable to find image 'busybox:latest' locally" in r.stderr
+    assert "Pull complete" in r.stderr
+    assert r.stdout == "pulled and ran\n"
