@@ -106,25 +106,48 @@ def _compressed(content, desc: dict) -> dict:
 
 
 def push(images, ref, *, auth=None, config: RegistryConfig | None = None, progress=None,
-         cancel: threading.Event | None = None) -> str:
+         cancel: threading.Event | None = None, all_tags: bool = False) -> str:
     """Push the local image ``ref`` to its registry; returns the manifest
-    digest. ``images`` is the ImageService."""
+    digest (of the last tag with ``all_tags``: every local tag of the
+    repository, as the API's push without ``tag`` / ``docker push -a``).
+    ``images`` is the ImageService."""
     config = config or RegistryConfig()
     ref = ref if isinstance(ref, Reference) else parse(ref)
     if ref.digest and not ref.tag:
         raise InvalidArgument("cannot push a digest reference")
-    tag = ref.tag or "latest"
+    if all_tags:
+        tags = sorted({parse(t).tag for im in images.images() for t in im.repo_tags
+                       if parse(t).name == ref.name})
+    else:
+        tags = [ref.tag or "latest"]
+    for t in tags:
+        if not images.exists(ref.with_tag(t).familiar):
+            tags = []
+    if not tags:
+        raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+    creds = _credentials(auth, ref, config)
+    p = Progress(progress)
+    cancel = cancel or threading.Event()
+    pool = Pool(config)
+    p.message(f"The push refers to repository [{ref.name}]")
+    try:
+        digest = ""
+        for t in tags:
+            digest = _push_tag(images, ref.with_tag(t), creds, config, p, cancel, pool)
+        return digest
+    finally:
+        pool.close()
+
+
+def _push_tag(images, ref: Reference, creds, config: RegistryConfig, p: Progress,
+              cancel: threading.Event, pool: Pool) -> str:
+    tag = ref.tag
     try:
         image = images.get(ref.familiar)
     except (ImageNotFound, NotFound):
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}") \
             from None
     content = images.content
-    creds = _credentials(auth, ref, config)
-    p = Progress(progress)
-    cancel = cancel or threading.Event()
-    pool = Pool(config)
-    p.message(f"The push refers to repository [{ref.name}]")
     try:
         repo = Repository(ref, config, creds, "pull,push", pool=pool).open()
         body, mt = manifest_for(image, content)
@@ -172,16 +195,12 @@ def push(images, ref, *, auth=None, config: RegistryConfig | None = None, progre
         if not digest:
             import hashlib
             digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        if not content.has(digest):
-            content.add_bytes(body, digest)
         p.message(f"{tag}: digest: {digest} size: {len(body)}")
         p.aux({"Tag": tag, "Digest": digest, "Size": len(body)})
-        _record(images, ref, digest)
+        _record(images, image, ref, digest, body)
         return digest
     except (RegistryError, TransportError) as e:
         raise _push_error(e, ref) from None
-    finally:
-        pool.close()
 
 
 def _mount_sources(image, ref: Reference) -> list[str]:
@@ -225,11 +244,14 @@ def _push_layer(repo: Repository, content, desc: dict, sid: str, sources: list[s
     p.update(sid, "Pushed")
 
 
-def _record(images, ref: Reference, digest: str) -> None:
-    """Tell the image service the image now has ``name@digest`` (if it can)."""
-    fn = getattr(images, "add_repo_digest", None)
-    if fn:
-        try:
-            fn(ref.familiar, f"{ref.familiar_name}@{digest}")
-        except SkiffError:
-            pass
+def _record(images, image, ref: Reference, digest: str, body: bytes) -> None:
+    """The image now has ``name@digest`` (docker push adds the RepoDigest),
+    and the manifest is kept so the next push sends the same bytes."""
+    from .puller import _retry_locked
+    try:
+        _retry_locked(lambda: images._register(
+            images.content.read(image.id), image.layers,
+            repo_digests=[f"{ref.familiar_name}@{digest}"], manifest_digest=digest,
+            manifest_bytes=body))
+    except SkiffError:
+        pass

@@ -72,6 +72,12 @@ def test_skiff_push_skopeo_and_podman_pull_and_run(tmp_path, plain_registry, ima
     images.tag("busybox:latest", f"{plain_registry.host}/skiff/busybox", "1")
     digest = push(images, name, config=config, progress=messages)
     assert [m for m in messages if m.get("status") == "Pushed"]
+    # like docker push: the image gains the RepoDigest, and a second push sends
+    # the very same manifest (layers already there)
+    assert f"{plain_registry.host}/skiff/busybox@{digest}" in images.get(name).repo_digests
+    messages.clear()
+    assert push(images, name, config=config, progress=messages) == digest
+    assert "Layer already exists" in messages.statuses()
 
     # skopeo reads the manifest and copies every blob (it verifies digests)
     raw = json.loads(run(["skopeo", "inspect", "--raw", "--tls-verify=false",

@@ -81,3 +81,16 @@ def test_push_unknown_image(plain_registry, images, config):
         push(images, f"{plain_registry.host}/nothing:here", config=config)
     assert str(e.value) == ("An image does not exist locally with the tag: "
                             f"{plain_registry.host}/nothing")
+
+
+def test_push_all_tags(plain_registry, images, config, messages):
+    img = R.build_image([R.layer_tar({"t": "tags\n"})])
+    R.push_raw(plain_registry, "src", img)
+    pull(images, f"{plain_registry.host}/src", config=config)
+    for t in ("a", "b"):
+        images.tag(f"{plain_registry.host}/src", f"{plain_registry.host}/all", t)
+    push(images, f"{plain_registry.host}/all", config=config, progress=messages, all_tags=True)
+    assert messages.statuses().count(f"The push refers to repository [{plain_registry.host}/all]") == 1
+    assert [m["aux"]["Tag"] for m in messages if "aux" in m] == ["a", "b"]
+    for t in ("a", "b"):
+        assert _manifest(plain_registry, "all", t)[1] == img["digest"]
