@@ -105,7 +105,10 @@ class TokenService:
 
     Anonymous callers get ``pull`` on every repository; callers with valid
     basic credentials (``users``) get what they ask for; wrong credentials
-    get 401 like auth.docker.io. ``requests`` records (user, scopes, granted)."""
+    get 401 like auth.docker.io. ``POST /token`` is the OAuth2 flow Docker
+    uses with identity tokens (password and refresh_token grants;
+    ``refresh_tokens`` maps identity tokens to users). ``requests`` records
+    (user, scopes, granted)."""
 
     def __init__(self, d: str, users: dict[str, str] | None = None,
                  service: str = "skiff-test-registry", issuer: str = "skiff-test-issuer",
@@ -124,6 +127,7 @@ class TokenService:
                              check=True, capture_output=True).stdout
         self._x5c = base64.b64encode(der).decode()
         self.requests: list[dict] = []
+        self.refresh_tokens: dict[str, str] = {}     # identity token -> user
         self._server: ThreadingHTTPServer | None = None
         self._thread = None
         self.port = 0
@@ -202,6 +206,34 @@ class TokenService:
                                   "expires_in": svc.expires_in,
                                   "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                              time.gmtime())})
+
+            def do_POST(self):
+                """OAuth2 (what Docker does with identity tokens): grant_type
+                password (answers a refresh_token with access_type=offline)
+                or refresh_token."""
+                n = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+                one = {k: v[0] for k, v in form.items()}
+                scopes = [s for v in form.get("scope", []) for s in v.split(" ")]
+                if one.get("grant_type") == "password":
+                    user = one.get("username", "")
+                    if not user or svc.users.get(user) != one.get("password"):
+                        return self._reply(401, {"details": "incorrect username or password"})
+                elif one.get("grant_type") == "refresh_token":
+                    user = svc.refresh_tokens.get(one.get("refresh_token", ""), "")
+                    if not user:
+                        return self._reply(401, {"details": "invalid refresh token"})
+                else:
+                    return self._reply(400, {"details": "unsupported grant_type"})
+                access = svc.grant(user, scopes)
+                svc.requests.append({"user": user, "scopes": scopes, "granted": access,
+                                     "grant": one.get("grant_type")})
+                out = {"access_token": svc.issue(user, access), "expires_in": svc.expires_in}
+                if one.get("access_type") == "offline":
+                    rt = secrets.token_hex(16)
+                    svc.refresh_tokens[rt] = user
+                    out["refresh_token"] = rt
+                self._reply(200, out)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

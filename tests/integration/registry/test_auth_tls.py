@@ -136,3 +136,29 @@ def test_client_certificate_from_certs_d(tmp_path, ca, images, config):
         with pytest.raises(errors.InvalidArgument) as e:
             pull(images, f"{reg.host}/m/app", config=config)
         assert "missing client certificate client.cert for key client.key" in str(e.value)
+
+
+def test_identity_token_oauth_flow(token_registry, token_service, images, config):
+    """Credentials holding an identity (refresh) token: the client uses
+    Docker's OAuth2 POST (grant_type=refresh_token) to get access tokens."""
+    import urllib.parse
+    import urllib.request
+    img = small_image("oauth\n")
+    R.seed(token_registry, "bob/app", img)
+    form = urllib.parse.urlencode({"grant_type": "password", "username": "bob",
+                                   "password": USERS["bob"], "service": token_service.service,
+                                   "access_type": "offline", "client_id": "test"}).encode()
+    with urllib.request.urlopen(urllib.request.Request(token_service.realm, data=form)) as r:
+        refresh = json.loads(r.read())["refresh_token"]
+    token_service.requests.clear()
+    name = f"{token_registry.host}/bob/app"
+    got = pull(images, name, config=config, auth={"identitytoken": refresh})
+    assert got.id == img["config"]
+    assert [r.get("grant") for r in token_service.requests] == ["refresh_token"]
+    assert token_service.requests[0]["user"] == "bob"
+    images.tag(name, f"{token_registry.host}/bob/copy", "1")
+    push(images, f"{token_registry.host}/bob/copy:1", config=config,
+         auth={"identitytoken": refresh})
+    with pytest.raises(errors.Unauthorized):
+        pull(images, f"{token_registry.host}/bob/other", config=config,
+             auth={"identitytoken": "not-a-valid-refresh-token"})
