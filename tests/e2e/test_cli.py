@@ -427,3 +427,109 @@ def test_push_pull_progress_and_auto_pull(make_skiffd, netns_registry):
     assert "Unable to find image 'busybox:latest' locally" in r.stderr
     assert "Pull complete" in r.stderr
     assert r.stdout == "pulled and ran\n"
+
+
+# -- more verbs -----------------------------------------------------------------------------------
+def test_lifecycle_verbs(skiffd):
+    ok(skiff(skiffd, "create", "--name", "life", "-p", "127.0.0.1:18080:80", "busybox",
+             "sleep", "300"))
+    assert "Created" in skiff(skiffd, "ps", "-a", "--format", "{{.Status}}").stdout
+    assert ok(skiff(skiffd, "start", "life")).stdout == "life\n"
+    assert ok(skiff(skiffd, "port", "life")).stdout == skiffd.docker("port", "life").stdout
+    assert ok(skiff(skiffd, "port", "life", "80")).stdout == "127.0.0.1:18080\n"
+    assert ok(skiff(skiffd, "pause", "life")).stdout == "life\n"
+    assert "(Paused)" in skiff(skiffd, "ps", "--format", "{{.Status}}").stdout
+    assert ok(skiff(skiffd, "unpause", "life")).stdout == "life\n"
+    ok(skiff(skiffd, "exec", "life", "touch", "/newfile"))
+    assert "A /newfile" in ok(skiff(skiffd, "diff", "life")).stdout.splitlines()
+    ok(skiff(skiffd, "rename", "life", "life2"))
+    pid1 = skiff(skiffd, "inspect", "-f", "{{.State.Pid}}", "life2").stdout
+    assert ok(skiff(skiffd, "restart", "-t", "1", "life2")).stdout == "life2\n"
+    pid2 = skiff(skiffd, "inspect", "-f", "{{.State.Pid}}", "life2").stdout
+    assert pid1 != pid2 and skiff(skiffd, "inspect", "-f", "{{.State.Running}}",
+                                  "life2").stdout == "true\n"
+    r = ok(skiff(skiffd, "stats", "--no-stream", "life2"))
+    head, row = r.stdout.splitlines()
+    assert head.split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT",
+                            "MEM", "%", "NET", "I/O", "BLOCK", "I/O", "PIDS"]
+    assert "life2" in row and row.split()[-1] == "1"
+    ok(skiff(skiffd, "rm", "-f", "life2"))
+
+
+def test_events_report_container_lifecycle(skiffd):
+    since = str(int(time.time()) - 1)
+    ok(skiff(skiffd, "run", "--rm", "--name", "evt", "busybox", "true"))
+    until = str(int(time.time()) + 1)
+    r = ok(skiff(skiffd, "events", "--since", since, "--until", until, "--filter",
+                 "container=evt", "--format", "{{.Type}} {{.Action}}"))
+    actions = r.stdout.split("\n")
+    for a in ("container create", "container start", "container die", "container destroy"):
+        assert a in actions, r.stdout
+
+
+def test_container_prune_and_system_df(skiffd):
+    ok(skiff(skiffd, "run", "--name", "dead1", "busybox", "true"))
+    r = ok(skiff(skiffd, "container", "prune", "-f"))
+    assert r.stdout.startswith("Deleted Containers:\n")
+    assert "Total reclaimed space:" in r.stdout
+    assert skiff(skiffd, "ps", "-aq").stdout == ""
+    assert ok(skiff(skiffd, "system", "df")).stdout == skiffd.docker("system", "df").stdout
+
+
+def test_user_network_connect(skiffd):
+    nid = ok(skiff(skiffd, "network", "create", "--subnet", "10.77.0.0/24", "clinet")).stdout
+    assert re.fullmatch(r"[0-9a-f]{64}\n", nid)
+    ok(skiff(skiffd, "run", "-d", "--name", "n1", "--network", "clinet", "--ip", "10.77.0.9",
+             "busybox", "sleep", "300"))
+    r = ok(skiff(skiffd, "inspect", "-f",
+                 "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "n1"))
+    assert r.stdout == "10.77.0.9\n"
+    ok(skiff(skiffd, "network", "disconnect", "clinet", "n1"))
+    ok(skiff(skiffd, "network", "connect", "--alias", "again", "clinet", "n1"))
+    ok(skiff(skiffd, "rm", "-f", "n1"))
+    assert ok(skiff(skiffd, "network", "rm", "clinet")).stdout == "clinet\n"
+
+
+def test_tty_resize_follows_the_terminal(skiffd):
+    """-t: the console gets the terminal's size at start (ConsoleSize +
+    resize), and SIGWINCH resizes it."""
+    import fcntl
+    import struct
+    import termios
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(skiff_env(skiffd))
+        os.execvp(SKIFF[0], SKIFF + ["run", "-it", "--rm", "busybox", "sh"])
+    out = b""
+
+    def until(tok, t=15):
+        nonlocal out
+        end = time.monotonic() + t
+        while tok not in out and time.monotonic() < end:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+        return tok in out
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        os.kill(pid, signal.SIGWINCH)
+        assert until(b"# ")
+        os.write(fd, b"stty size\r")
+        assert until(b"33 111"), out
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
+        os.kill(pid, signal.SIGWINCH)
+        time.sleep(0.5)
+        os.write(fd, b"stty size\r")
+        assert until(b"44 122"), out
+        os.write(fd, b"exit\r")
+    finally:
+        for _ in range(100):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
