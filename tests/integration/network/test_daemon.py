@@ -146,3 +146,38 @@ def test_30_containers_started_concurrently(daemon):
     assert "DNAT" not in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True,
                                         text=True).stdout
     assert json.loads(docker("network", "inspect", "bridge").stdout)[0]["Containers"] == {}
+
+
+def test_network_commands_through_the_docker_cli(daemon):
+    docker = daemon
+    nid = docker("network", "create", "--subnet", "10.9.0.0/24", "--gateway", "10.9.0.254",
+                 "--ip-range", "10.9.0.128/25", "-o", "com.docker.network.bridge.name=br-skt",
+                 "--label", "team=net", "--internal", "nw1").stdout.strip()
+    info = json.loads(docker("network", "inspect", "nw1").stdout)[0]
+    assert info["Id"] == nid and info["Internal"] is True and info["Labels"] == {"team": "net"}
+    assert info["IPAM"]["Config"] == [{"Subnet": "10.9.0.0/24", "IPRange": "10.9.0.128/25",
+                                       "Gateway": "10.9.0.254"}]
+    assert "br-skt" in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    ls = docker("network", "ls", "--filter", "label=team=net", "--format", "{{.Name}}").stdout
+    assert ls.split() == ["nw1"]
+    docker(*RUN, "-d", "--name", "c1", "--network", "nw1", "--ip", "10.9.0.200", "busybox",
+           "sleep", "300")
+    docker(*RUN, "-d", "--name", "c2", "busybox", "sleep", "300")
+    docker("network", "connect", "--alias", "xx", "nw1", "c2")
+    assert "eth1" in docker("exec", "c2", "ip", "-4", "-o", "addr").stdout
+    ip2 = json.loads(docker("network", "inspect", "nw1").stdout)[0]["Containers"]
+    assert {c["Name"] for c in ip2.values()} == {"c1", "c2"}
+    r = docker("exec", "c1", "nslookup", "xx", "127.0.0.11")
+    c2_ip = next(c["IPv4Address"] for c in ip2.values() if c["Name"] == "c2").split("/")[0]
+    assert c2_ip.startswith("10.9.0.1") and c2_ip in r.stdout
+    docker("network", "disconnect", "nw1", "c2")
+    assert "eth1" not in docker("exec", "c2", "ip", "-4", "-o", "addr").stdout
+    docker("network", "create", "unused")
+    pruned = docker("network", "prune", "-f").stdout
+    assert "unused" in pruned and "nw1" not in pruned
+    r = docker("network", "rm", "bridge", check=False)
+    assert r.returncode != 0 and "pre-defined network" in r.stderr
+    docker("rm", "-f", "c1", "c2")
+    docker("network", "rm", "nw1")
+    assert "br-skt" not in subprocess.run(["ip", "-o", "link"], capture_output=True,
+                                          text=True).stdout
