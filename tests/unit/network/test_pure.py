@@ -3,7 +3,6 @@ and hosts text, the DNS codec, and allocation under concurrency (SQLite)."""
 
 import ipaddress
 import json
-import os
 import multiprocessing
 import threading
 
