@@ -208,16 +208,25 @@ def _cache_key(section: dict) -> str:
 
 
 def _libseccomp_id() -> str:
-    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64",
-              "/usr/lib", "/lib"):
+    """Identity of the installed libseccomp (a rebuilt library may compile
+    differently): path, size and mtime of libseccomp.so.2."""
+    dirs = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64",
+            "/usr/lib", "/lib")
+    for d in dirs:
+        p = os.path.join(d, "libseccomp.so.2")
         try:
-            names = [n for n in os.listdir(d) if n.startswith("libseccomp.so.")]
+            st = os.stat(p)
+        except OSError:
+            continue
+        return f"{os.path.realpath(p)}:{st.st_size}:{st.st_mtime_ns}"
+    for d in dirs:
+        try:
+            names = sorted(n for n in os.listdir(d) if n.startswith("libseccomp.so."))
         except OSError:
             continue
         if names:
-            p = os.path.realpath(os.path.join(d, sorted(names)[-1]))
-            st = os.stat(p)
-            return f"{p}:{st.st_size}:{st.st_mtime_ns}"
+            st = os.stat(os.path.join(d, names[-1]))
+            return f"{d}/{names[-1]}:{st.st_size}:{st.st_mtime_ns}"
     return "?"
 
 

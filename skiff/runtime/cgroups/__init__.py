@@ -426,8 +426,10 @@ class Manager:
         return sorted(out)
 
     def signal_all(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to every process (freeze first so none can fork
-        away, as runc's signalAllProcesses)."""
+        """Send ``sig`` to every process (frozen meanwhile so none can fork
+        away, as runc's signalAllProcesses). A cgroup that was paused stays
+        paused, except for SIGKILL, which needs the tasks thawed to act."""
+        was_frozen = self.freezer_state() in ("FROZEN", "FREEZING")
         frozen = False
         try:
             try:
@@ -441,7 +443,7 @@ class Manager:
                 except ProcessLookupError:
                     pass
         finally:
-            if frozen:
+            if frozen and (not was_frozen or sig == signal.SIGKILL):
                 try:
                     self.thaw()
                 except OSError:

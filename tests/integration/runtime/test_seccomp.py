@@ -92,3 +92,26 @@ def test_default_errno_and_allow_list(runtime, make_bundle):
     out = r.stdout.splitlines()
     assert out[0] == "still-runs"
     assert "Operation not permitted" in out[1], out
+
+
+def test_docker_default_profile(runtime, make_bundle):
+    """The engine's rendering of Docker's default profile (its data): a shell
+    works, and creating a user namespace (which needs no capability) is
+    refused with EPERM; without the profile the same command succeeds."""
+    from skiff.engine import seccomp_default
+    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+            "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+    script = ("echo works; ls / >/dev/null && echo ls-ok; "
+              "unshare -U true 2>&1 && echo userns-ok; "
+              "grep '^Seccomp:' /proc/self/status")
+    r = runtime.run(make_bundle(["sh", "-c", script]))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[2] == "userns-ok"      # the control
+    bundle = _bundle(make_bundle, script, seccomp_default.render(caps))
+    r = runtime.run(bundle)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[:2] == ["works", "ls-ok"]
+    assert "Operation not permitted" in out[2], out
+    assert out[3].split() == ["Seccomp:", "2"]
