@@ -28,10 +28,29 @@ def daemon(hostns):
         # upstream DNS only ever 127.0.0.1 of this namespace; no registry
         json.dump({"dns": ["127.0.0.1"], "default-registry": "127.0.0.1:1"}, f)
     log = open(os.path.join(d, "log"), "w")
-    p = subprocess.Popen(["skiffd", "--config-file", os.path.join(d, "daemon.json"),
-                          "--data-root", os.path.join(d, "data"),
-                          "--exec-root", os.path.join(d, "r"), "-H", f"unix://{sock}"],
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    procs = []
+
+    def start():
+        if os.path.exists(sock):
+            os.unlink(sock)
+        p = subprocess.Popen(["skiffd", "--config-file", os.path.join(d, "daemon.json"),
+                              "--data-root", os.path.join(d, "data"),
+                              "--exec-root", os.path.join(d, "r"), "-H", f"unix://{sock}"],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(p)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            assert p.poll() is None and time.monotonic() < deadline, open(log.name).read()
+            time.sleep(0.1)
+        return p
+
+    def stop(p):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
     env.pop("DOCKER_CONTEXT", None)
 
@@ -42,27 +61,24 @@ def daemon(hostns):
         if check and r.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {r.stdout}{r.stderr}")
         return r
+    def restart():
+        stop(procs[-1])
+        start()
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(sock):
-            assert p.poll() is None and time.monotonic() < deadline, open(log.name).read()
-            time.sleep(0.1)
+        start()
         archive = os.path.join(d, "busybox.tar")
         make_busybox_archive(archive)
         docker("load", "-i", archive)
         docker.dir = d
+        docker.restart = restart
         yield docker
     finally:
-        if p.poll() is None:
+        p = procs[-1] if procs else None
+        if p is not None and p.poll() is None:
             r = docker("ps", "-aq", check=False)
             if r.stdout.split():
                 docker("rm", "-f", *r.stdout.split(), check=False)
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            stop(p)
         log.close()
         shutil.rmtree(d, ignore_errors=True)
 
@@ -181,3 +197,20 @@ def test_network_commands_through_the_docker_cli(daemon):
     docker("network", "rm", "nw1")
     assert "br-skt" not in subprocess.run(["ip", "-o", "link"], capture_output=True,
                                           text=True).stdout
+
+
+def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
+    docker = daemon
+    docker("network", "create", "appnet")
+    web = docker(*RUN, "-d", "--name", "web", "--network", "appnet", "-p", "8080:80", "busybox",
+                 "httpd", "-f", "-p", "80", "-h", "/etc").stdout.strip()
+    docker(*RUN, "-d", "--name", "cli", "--network", "appnet", "busybox", "sleep", "300")
+    docker.restart()
+    assert docker("inspect", "-f", "{{.State.Running}}", "web", "cli").stdout.split() == \
+        ["true", "true"]
+    ip = docker("inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}",
+                "web").stdout.strip()
+    r = docker("exec", "cli", "nslookup", "web", "127.0.0.11")  # the DNS came back
+    assert ip and ip in r.stdout
+    body = urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=5).read()
+    assert body.decode().strip() == web[:12]
