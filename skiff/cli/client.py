@@ -12,9 +12,12 @@ start-up time is benchmarked against docker's.  What it does:
   for attach and exec.
 """
 
+import _socket  # the C module: socket.py's enum conversions cost ~5 ms at start-up
 import json
 import os
-import socket
+
+SHUT_WR = 1
+SHUT_RDWR = 2
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
@@ -75,6 +78,38 @@ def parse_host(host):
             h, p = rest, "2375"
         return "tcp", (h.strip("[]"), int(p))
     raise ValueError(f"unsupported host {host!r}: use unix:///path or tcp://host:port")
+
+
+class Reader:
+    """A buffered reader over a raw socket: readline / read1."""
+
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if data:
+            self.buf += data
+        return bool(data)
+
+    def readline(self):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+                return line
+            if not self._fill():
+                line, self.buf = self.buf, b""
+                return line
+
+    def read1(self, n=65536):
+        if not self.buf and not self._fill():
+            return b""
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
 
 
 class Response:
@@ -214,10 +249,15 @@ class Client:
     def connect(self):
         try:
             if self.kind == "unix":
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.settimeout(self.timeout)
-                s.connect(self.addr)
+                s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                try:
+                    s.settimeout(self.timeout)
+                    s.connect(self.addr)
+                except OSError:
+                    s.close()
+                    raise
             else:
+                import socket
                 s = socket.create_connection(self.addr, timeout=self.timeout)
         except OSError as e:
             raise ConnectError(self.host, e) from None
@@ -236,7 +276,7 @@ class Client:
             conn, self._idle = self._idle, None
             return conn, True
         s = self.connect()
-        return (s, s.makefile("rb", buffering=65536)), False
+        return (s, Reader(s)), False
 
     def close(self):
         if self._idle is not None:
@@ -287,8 +327,11 @@ class Client:
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
         for attempt in (0, 1):
-            (sock, rfile), reused = (self._take() if not upgrade
-                                     else ((lambda s: (s, s.makefile("rb", buffering=65536)))(self.connect()), False))
+            if upgrade:
+                sock = self.connect()
+                rfile, reused = Reader(sock), False
+            else:
+                (sock, rfile), reused = self._take()
             try:
                 if stream_body:
                     sock.sendall(head.encode("latin-1"))

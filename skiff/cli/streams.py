@@ -162,15 +162,13 @@ class Session:
             return
         # stdin reached EOF: half-close, keep reading output
         try:
-            import socket
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(1)  # SHUT_WR
         except OSError:
             pass
 
     def _close_all(self):
-        import socket
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(2)  # SHUT_RDWR
         except OSError:
             pass
 
