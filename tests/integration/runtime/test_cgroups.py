@@ -166,3 +166,24 @@ def test_cgroup_is_removed_on_delete_after_exit(runtime, make_bundle):
     runtime.wait_exit(cid)
     runtime.delete(cid)
     assert not os.path.exists(cg_dir("pids", cg))
+
+
+def test_default_cgroup_is_the_container_id_under_the_runtime_cgroup(runtime, make_bundle):
+    """No linux.cgroupsPath: runc's rule, the container id joined to the
+    runtime's own cgroup on each v1 hierarchy (v2: to its parent). crun's
+    rule differs (``/<id>`` at each hierarchy's root); it is held to its own."""
+    bundle = make_bundle(["sleep", "100"])
+    edit_config(bundle, lambda s: s["linux"].pop("cgroupsPath", None))
+    cid = runtime.create(bundle)
+    try:
+        pid = runtime.state(cid)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            theirs = cgroups.own_cgroups(f.read())
+        want = cgroups.resolve_path(cid, "/" + cid if runtime.name == "crun" else None)
+        lay = cgroups.detect()
+        for ctrl in ("memory", "pids", "cpu", "devices", "freezer") if lay.mode != "v2" else ("",):
+            mnt = lay.v1[ctrl] if ctrl else lay.unified
+            assert os.path.join(mnt, theirs[ctrl].lstrip("/")) == want[ctrl], ctrl
+    finally:
+        runtime.delete(cid, force=True)
+    assert not os.path.exists(want["pids" if lay.mode != "v2" else ""])
