@@ -110,9 +110,26 @@ class Pool:
 
     def _new(self, scheme: str, host: str, verify: bool):
         t = self.config.connect_timeout
+        proxy = self.config.proxy_for(scheme, host)
+        if proxy is not None:
+            pu = urllib.parse.urlsplit(proxy)
+            phost = pu.hostname + (f":{pu.port}" if pu.port else "")
+            pauth = {}
+            if pu.username:
+                import base64
+                pauth["Proxy-Authorization"] = "Basic " + base64.b64encode(
+                    f"{urllib.parse.unquote(pu.username)}:"
+                    f"{urllib.parse.unquote(pu.password or '')}".encode()).decode()
         if scheme == "https":
             ctx = self.config.ssl_context(host, verify)
-            conn = http.client.HTTPSConnection(host, timeout=t, context=ctx)
+            if proxy is not None:           # CONNECT tunnel, TLS to the registry inside
+                conn = http.client.HTTPSConnection(phost, timeout=t, context=ctx)
+                conn.set_tunnel(host, headers=pauth or None)
+            else:
+                conn = http.client.HTTPSConnection(host, timeout=t, context=ctx)
+        elif proxy is not None:             # plain HTTP: absolute-form requests to the proxy
+            conn = http.client.HTTPConnection(phost, timeout=t)
+            conn.skiff_proxy_headers = pauth
         else:
             conn = http.client.HTTPConnection(host, timeout=t)
         conn.connect()
@@ -164,7 +181,12 @@ class Pool:
             try:
                 if hasattr(body, "seek") and attempt:
                     body.seek(0)
-                conn.request(method, path, body=body, headers=hdrs)
+                pauth = getattr(conn, "skiff_proxy_headers", None)
+                if pauth is not None:       # through an HTTP proxy: the full URL
+                    conn.request(method, f"{scheme}://{host}{path}", body=body,
+                                 headers={**hdrs, **pauth})
+                else:
+                    conn.request(method, path, body=body, headers=hdrs)
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()

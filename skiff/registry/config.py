@@ -59,6 +59,9 @@ class RegistryConfig:
     chunk_size: int | None = None     # push: None = monolithic PUT, else chunked PATCHes
     auth_config_path: str | None = None  # Docker config.json for credentials
     user_agent: str = "skiff/0.1 (docker-compatible)"
+    # {"http": url, "https": url, "no": "host,.domain,10.0.0.0/8"}; None = the
+    # environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), as dockerd does
+    proxies: dict | None = None
 
     _ssl_cache: dict = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -84,8 +87,56 @@ class RegistryConfig:
                 if v < 1:
                     raise InvalidArgument(f"invalid {key}: {v}")
                 kw[attr] = v
+        px = d.get("proxies") or {}
+        if px:   # Docker 23+: "proxies": {"http-proxy", "https-proxy", "no-proxy"}
+            kw["proxies"] = {"http": px.get("http-proxy") or "",
+                             "https": px.get("https-proxy") or "",
+                             "no": px.get("no-proxy") or ""}
         kw.update(overrides)
         return cls(**kw)
+
+    def proxy_for(self, scheme: str, host: str) -> str | None:
+        """The proxy URL for ``scheme://host``, or None. Like Go's
+        ProxyFromEnvironment: loopback is never proxied; NO_PROXY holds
+        hosts, ``.domain`` suffixes, CIDRs or ``*``."""
+        px = self.proxies
+        if px is None:
+            env = os.environ
+            px = {"http": env.get("HTTP_PROXY") or env.get("http_proxy") or "",
+                  "https": env.get("HTTPS_PROXY") or env.get("https_proxy") or "",
+                  "no": env.get("NO_PROXY") or env.get("no_proxy") or ""}
+        url = px.get(scheme) or ""
+        if not url:
+            return None
+        hostname = _hostname(host).lower()
+        if hostname == "localhost" and not px.get("loopback"):
+            return None
+        try:
+            ip = ipaddress.ip_address(hostname)
+            if ip.is_loopback and not px.get("loopback"):
+                return None
+        except ValueError:
+            ip = None
+        for item in (px.get("no") or "").split(","):
+            item = item.strip().lower()
+            if not item:
+                continue
+            if item == "*":
+                return None
+            if "/" in item and ip is not None:
+                try:
+                    if ip in ipaddress.ip_network(item, strict=False):
+                        return None
+                except ValueError:
+                    pass
+                continue
+            bare = item.lstrip(".")
+            if item in (host.lower(), hostname) or hostname == bare or \
+                    hostname.endswith("." + bare):
+                return None
+        if "://" not in url:
+            url = "http://" + url
+        return url
 
     # -- transport decisions -------------------------------------------------
 

@@ -427,6 +427,127 @@ class FileServer:
         self.stop()
 
 
+class Proxy:
+    """A small forward proxy on 127.0.0.1: ``CONNECT host:port`` tunnels
+    (HTTPS) and absolute-form requests (plain HTTP, forwarded as-is).
+    ``seen`` lists what went through ("CONNECT host:port" / "GET http://…");
+    with ``auth`` (user, password) it demands Proxy-Authorization."""
+
+    def __init__(self, auth: tuple[str, str] | None = None):
+        self.auth = auth
+        self.seen: list[str] = []
+        self._server = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        if self.auth:
+            return f"http://{self.auth[0]}:{self.auth[1]}@127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Proxy":
+        px = self
+
+        def pipe(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s_ in (a, b):
+                    try:
+                        s_.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _authorized(self) -> bool:
+                if not px.auth:
+                    return True
+                want = "Basic " + base64.b64encode(f"{px.auth[0]}:{px.auth[1]}".encode()).decode()
+                if self.headers.get("Proxy-Authorization") == want:
+                    return True
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+
+            def do_CONNECT(self):
+                if not self._authorized():
+                    return
+                px.seen.append(f"CONNECT {self.path}")
+                host, _, port = self.path.rpartition(":")
+                if host not in ("127.0.0.1", "localhost"):
+                    self.send_error(403)
+                    return
+                up = socket.create_connection(("127.0.0.1", int(port)))
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                t = threading.Thread(target=pipe, args=(up, self.connection), daemon=True)
+                t.start()
+                pipe(self.connection, up)
+                t.join(5)
+                self.close_connection = True
+
+            def _forward(self):
+                if not self._authorized():
+                    return
+                u = urllib.parse.urlsplit(self.path)
+                if u.hostname not in ("127.0.0.1", "localhost"):
+                    self.send_error(403)
+                    return
+                px.seen.append(f"{self.command} {self.path}")
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() not in ("proxy-authorization", "connection", "host")}
+                import http.client as hc
+                c = hc.HTTPConnection(u.netloc, timeout=60)
+                c.request(self.command, u.path + (f"?{u.query}" if u.query else ""), body, hdrs)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                c.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="proxy").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+
 # -- building images offline --------------------------------------------------
 
 def layer_tar(files: dict[str, bytes | str | None] | None = None, rootfs: str | None = None) -> bytes:

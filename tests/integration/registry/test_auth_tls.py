@@ -162,3 +162,30 @@ def test_identity_token_oauth_flow(token_registry, token_service, images, config
     with pytest.raises(errors.Unauthorized):
         pull(images, f"{token_registry.host}/bob/other", config=config,
              auth={"identitytoken": "not-a-valid-refresh-token"})
+
+
+def test_through_a_proxy(plain_registry, tls_registry, ca, images, config):
+    """HTTPS goes through a CONNECT tunnel (TLS to the registry inside it),
+    plain HTTP as absolute-form requests; proxy credentials come from the
+    proxy URL. (Go and Docker never proxy loopback: the "loopback" knob lets
+    this test do it.)"""
+    plain = small_image("via proxy\n")
+    R.push_raw(plain_registry, "px/plain", plain)
+    secure = small_image("via tunnel\n")
+    R.push_raw(tls_registry, "px/tls", secure, context=ssl.create_default_context(
+        cafile=ca.ca_crt))
+    ca.install(config.certs_dir, tls_registry.host)
+    config.insecure_registries = [plain_registry.host]     # the TLS one is verified
+    with R.Proxy(auth=("px", "secret")) as proxy:
+        config.proxies = {"http": proxy.url, "https": proxy.url, "loopback": True}
+        assert pull(images, f"{tls_registry.host}/px/tls", config=config).id == secure["config"]
+        assert f"CONNECT {tls_registry.host}" in proxy.seen
+        assert pull(images, f"{plain_registry.host}/px/plain", config=config).id == \
+            plain["config"]
+        assert any(s.startswith(f"GET http://{plain_registry.host}/v2/px/plain/blobs/")
+                   for s in proxy.seen)
+        config.proxies = {"https": f"http://127.0.0.1:{proxy.port}", "loopback": True}
+        images.remove(f"{tls_registry.host}/px/tls:latest")
+        with pytest.raises(errors.SkiffError) as e:      # no proxy credentials: 407
+            pull(images, f"{tls_registry.host}/px/tls", config=config)
+        assert "407" in str(e.value)

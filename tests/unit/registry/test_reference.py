@@ -94,3 +94,23 @@ def test_daemon_json_keys():
     assert (cfg.max_concurrent_downloads, cfg.max_concurrent_uploads) == (5, 2)
     with pytest.raises(InvalidArgument):
         RegistryConfig.from_daemon_json({"max-concurrent-downloads": 0})
+
+
+def test_proxy_choice(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.setenv("NO_PROXY", "internal.example,.corp.example,10.0.0.0/8")
+    cfg = RegistryConfig()
+    assert cfg.proxy_for("https", "ghcr.io") == "http://proxy.example:3128"
+    assert cfg.proxy_for("http", "ghcr.io") is None
+    assert cfg.proxy_for("https", "internal.example:5000") is None
+    assert cfg.proxy_for("https", "reg.corp.example") is None
+    assert cfg.proxy_for("https", "10.1.2.3:5000") is None
+    assert cfg.proxy_for("https", "127.0.0.1:5000") is None          # loopback: never
+    assert cfg.proxy_for("https", "localhost:5000") is None
+    d = RegistryConfig.from_daemon_json({"proxies": {"https-proxy": "http://p:1",
+                                                     "no-proxy": "*"}})
+    assert d.proxy_for("https", "ghcr.io") is None
+    d = RegistryConfig.from_daemon_json({"proxies": {"https-proxy": "http://p:1"}})
+    assert d.proxy_for("https", "ghcr.io") == "http://p:1"
