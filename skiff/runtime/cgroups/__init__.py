@@ -37,6 +37,7 @@ API (what skiff-runtime's create/delete/pause/resume/ps/kill call)
     mgr.freeze(); mgr.thaw(); mgr.freezer_state()  # "FROZEN" | "THAWED" | "FREEZING"
     mgr.pids()             # every pid in the cgroup and its sub-cgroups (sorted)
     mgr.signal_all(sig)    # `kill --all`: freeze, signal every pid, thaw
+    mgr.oom_kills()        # processes killed by the memory limit (State.OOMKilled)
     mgr.stats()            # Docker's stats JSON pieces: cpu_stats, memory_stats,
                            # pids_stats, blkio_stats (the engine adds read/name/id,
                            # networks, and precpu_stats from its previous sample)
@@ -494,6 +495,15 @@ class Manager:
                         break
         if errors:
             raise OSError(errno.EBUSY, "failed to remove cgroup: " + "; ".join(errors))
+
+    def oom_kills(self) -> int:
+        """How many processes the memory limit has OOM-killed so far (Docker's
+        State.OOMKilled; read it before destroy)."""
+        if self.mode == "v2":
+            from ._io import read_kv
+            return read_kv(self.paths[""], "memory.events").get("oom_kill", 0)
+        d = self.paths.get("memory")
+        return read_kv(d, "memory.oom_control").get("oom_kill", 0) if d else 0
 
     # -- stats -------------------------------------------------------------
     def stats(self) -> dict:

@@ -84,6 +84,18 @@ def apply(paths: dict[str, str], res: dict, *, update: bool = False) -> None:
             write(p, "devices.allow" if rule.allow else "devices.deny", rule.v1_line())
 
 
+def _set_limit(p: str, value) -> None:
+    try:
+        write(p, "memory.limit_in_bytes", value)
+    except OSError as e:
+        if e.errno == 16:  # EBUSY: usage is above the new limit
+            from ._io import read_int
+            raise OSError(e.errno, f"unable to set memory limit to {value} (current usage: "
+                          f"{read_int(p, 'memory.usage_in_bytes', 0)}, peak usage: "
+                          f"{read_int(p, 'memory.max_usage_in_bytes', 0)})") from None
+        raise
+
+
 def _memory(p: str, mem: dict) -> None:
     limit = mem.get("limit") or 0
     swap = mem.get("swap") or 0
@@ -100,12 +112,12 @@ def _memory(p: str, mem: dict) -> None:
         cur_sw = int(read(p, "memory.memsw.limit_in_bytes"))
         if swap == -1 or swap > cur_sw:
             write(p, "memory.memsw.limit_in_bytes", swap)
-            write(p, "memory.limit_in_bytes", limit)
+            _set_limit(p, limit)
         else:
-            write(p, "memory.limit_in_bytes", limit)
+            _set_limit(p, limit)
             write(p, "memory.memsw.limit_in_bytes", swap)
     elif limit:
-        write(p, "memory.limit_in_bytes", limit)
+        _set_limit(p, limit)
     elif swap:
         write(p, "memory.memsw.limit_in_bytes", swap)
     if mem.get("reservation"):

@@ -146,8 +146,10 @@ def test_signal_all_reaches_every_process(make_cgroup):
 def test_memory_limit_kills_the_hog(make_cgroup):
     mgr, spawn = make_cgroup({"memory": {"limit": 32 * MiB, "swap": 32 * MiB}})
     mgr.create()
+    assert mgr.oom_kills() == 0
     p = spawn("exec dd if=/dev/zero of=/dev/null bs=200M count=1")
     assert p.wait(timeout=30) == -signal.SIGKILL
+    assert mgr.oom_kills() == 1
 
 
 def test_failed_create_leaves_nothing(make_cgroup):
@@ -178,8 +180,11 @@ def restore_subtree_control():
     yield
     if root and lay.mode != "v2":
         for c in set(_read(root, "cgroup.subtree_control").split()) - set(before):
-            with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
-                f.write("-" + c)
+            try:
+                with open(os.path.join(root, "cgroup.subtree_control"), "w") as f:
+                    f.write("-" + c)
+            except OSError:
+                pass   # still in use below (another user of the tree)
 
 
 def test_v2_device_filter_and_freezer(make_cgroup, restore_subtree_control):
@@ -210,6 +215,37 @@ def test_v2_device_filter_and_freezer(make_cgroup, restore_subtree_control):
     mgr.destroy()
     assert p.wait(timeout=10) == -signal.SIGKILL
     assert not os.path.exists(mgr.path)
+
+
+def test_v2_resource_files_on_the_cgroup2_tree(make_cgroup, restore_subtree_control):
+    """Controllers are enabled down the path and limits land in the v2
+    files (hugetlb is the controller this host's cgroup2 tree holds; on a
+    pure v2 host memory and pids are checked too)."""
+    layout, _ = _v2_layout()
+    avail = _read(layout.unified, "cgroup.controllers").split()
+    res = {}
+    if "hugetlb" in avail:
+        res["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4 * 2 * MiB}]
+    if "pids" in avail:
+        res["pids"] = {"limit": 9}
+    if "memory" in avail:
+        res["memory"] = {"limit": 40 * MiB, "reservation": 8 * MiB}
+    if not res:
+        pytest.fail("the cgroup2 tree has no controller to test with")
+    mgr, spawn = make_cgroup(res, layout=layout)
+    mgr.create()
+    if "hugetlb" in avail:
+        assert _read(mgr.path, "hugetlb.2MB.max") == str(8 * MiB)
+    if "pids" in avail:
+        assert _read(mgr.path, "pids.max") == "9"
+    if "memory" in avail:
+        assert _read(mgr.path, "memory.max") == str(40 * MiB)
+        assert _read(mgr.path, "memory.low") == str(8 * MiB)
+    p = spawn("echo in; exec sleep 100")
+    assert p.stdout.readline() == "in\n"
+    assert mgr.pids() == [p.pid]
+    mgr.destroy()
+    assert p.wait(timeout=10) == -signal.SIGKILL
 
 
 def test_v2_bad_device_rule_refused_before_anything_is_made(make_cgroup):
