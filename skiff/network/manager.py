@@ -37,6 +37,10 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _parse_ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
 def _truthy(v, default=True):
     if v is None or v == "":
         return default
@@ -372,7 +376,8 @@ class NetworkManager:
             if "label!" in norm and any(self._label_match(n["labels"], l)
                                         for l in norm["label!"]):
                 continue
-            if "until" in norm and not all(n["created"] <= self._until(u) for u in norm["until"]):
+            if "until" in norm and not all(_parse_ts(n["created"]) <= _parse_ts(self._until(u))
+                                           for u in norm["until"]):
                 continue
             out.append(n)
         return out
@@ -384,12 +389,24 @@ class NetworkManager:
 
     @staticmethod
     def _until(u):
-        try:
-            ts = float(u)
-            return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat() \
-                .replace("+00:00", "Z")
-        except ValueError:
-            return u
+        """until=<unix ts>|<RFC 3339>|<Go duration like 24h, 90m> → RFC 3339 (UTC)."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        m = re.fullmatch(r"((?:\d+(?:\.\d+)?[hms])+)", u.strip())
+        if m:
+            secs = sum(float(v) * {"h": 3600, "m": 60, "s": 1}[unit]
+                       for v, unit in re.findall(r"(\d+(?:\.\d+)?)([hms])", u))
+            t = now - datetime.timedelta(seconds=secs)
+        else:
+            try:
+                t = datetime.datetime.fromtimestamp(float(u), datetime.timezone.utc)
+            except ValueError:
+                try:
+                    t = datetime.datetime.fromisoformat(u.replace("Z", "+00:00"))
+                except ValueError:
+                    raise errors.InvalidArgument(f"invalid filter 'until={u}'") from None
+                if t.tzinfo is None:
+                    t = t.replace(tzinfo=datetime.timezone.utc)
+        return t.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
     def _json(self, n, containers):
         ipam_cfg = []
@@ -489,6 +506,10 @@ class NetworkManager:
         nothing is left behind."""
         name = name.lstrip("/")
         mode, nets = self._parse_networks(networks)
+        if self.store.read().execute("SELECT 1 FROM sandboxes WHERE container_id=?",
+                                     (container_id,)).fetchone():
+            # left over from a start that never got its teardown (a crash)
+            self.teardown_container(container_id)
         if mode == "host" or mode.startswith("container:"):
             path = self.netns_for_mode(mode)
             with self.store.tx() as db:

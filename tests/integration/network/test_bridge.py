@@ -82,7 +82,10 @@ def test_container_namespace_addresses_and_host_bridge(manager):
 
 
 def test_two_containers_ping_each_other(manager):
+    manager.setup_container(CID[1], "c1")
+    # a second start without teardown (daemon crash) replaces the stale network
     s1 = manager.setup_container(CID[1], "c1")
+    assert len(manager.inspect_json("bridge")["Containers"]) == 1
     s2 = manager.setup_container(CID[2], "c2")
     for a, b in ((s1, s2), (s2, s1)):
         r = in_ns(a["SandboxKey"], ["busybox", "ping", "-c", "1", "-W", "2", b["IPAddress"]])
@@ -331,6 +334,7 @@ def test_network_create_inspect_rm_prune(manager):
     manager.create("unused", labels={"x": "1"})
     assert [n["Name"] for n in manager.list_json({"label": ["x=1"]})] == ["unused"]
     assert [n["Name"] for n in manager.list_json({"type": ["custom"]})] == ["custom", "unused"]
+    assert manager.prune({"until": ["1h"]}) == {"NetworksDeleted": []}  # too recent
     assert manager.prune() == {"NetworksDeleted": ["unused"]}
     manager.teardown_container(CID[1])
     manager.teardown_container(CID[2])
