@@ -500,7 +500,6 @@ class Manager:
         """How many processes the memory limit has OOM-killed so far (Docker's
         State.OOMKilled; read it before destroy)."""
         if self.mode == "v2":
-            from ._io import read_kv
             return read_kv(self.paths[""], "memory.events").get("oom_kill", 0)
         d = self.paths.get("memory")
         return read_kv(d, "memory.oom_control").get("oom_kill", 0) if d else 0
