@@ -95,6 +95,38 @@ def parse_rfc3339(s):
     return t + (float("0." + frac) if frac else 0.0)
 
 
+def get_timestamp(value, now=None):
+    """docker's timetypes.GetTimestamp: a duration ("10m"), an RFC 3339 /
+    date-time (local when no zone) or a unix timestamp → "secs[.nanos]"."""
+    import re
+    import calendar
+    now = time.time() if now is None else now
+    if value != "0":
+        try:
+            from skiff.cli.runopts import go_duration
+            return str(int(now - go_duration(value) / 1e9))
+        except Exception:  # noqa: BLE001 - not a duration
+            pass
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2})(?::(\d{2}))?(?::(\d{2}))?"
+                     r"(?:\.(\d{1,9}))?)?(Z|z|[+-]\d{2}:?\d{2})?", value)
+    if m:
+        y, mo, d, hh, mm, ss, frac, tz = m.groups()
+        tup = (int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0), 0, 0, -1)
+        if tz:
+            secs = calendar.timegm(tup)
+            if tz not in ("Z", "z"):
+                sign = 1 if tz[0] == "+" else -1
+                tz = tz[1:].replace(":", "")
+                secs -= sign * (int(tz[:2]) * 3600 + int(tz[2:]) * 60)
+        else:
+            secs = int(time.mktime(tup))
+        ns = int((frac or "0").ljust(9, "0"))
+        return f"{secs}.{ns:09d}"
+    if "-" in value or not re.fullmatch(r"\d+(\.\d{1,9})?", value):
+        raise ValueError(f'failed to parse value as time or duration: "{value}"')
+    return value
+
+
 def local_time(ts):
     """Go's time.Unix(ts).String(): '2024-01-02 03:04:05 +0000 UTC'."""
     lt = time.localtime(ts)

@@ -533,3 +533,52 @@ def test_tty_resize_follows_the_terminal(skiffd):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_signals_are_proxied_to_the_container(skiffd):
+    """Without a tty, a signal skiff receives becomes POST /containers/x/kill."""
+    e = dict(os.environ)
+    e.pop("DOCKER_HOST", None)
+    e["SKIFF_NO_AUTOSTART"] = "1"
+    p = subprocess.Popen(SKIFF + ["-H", skiffd.host, "run", "--rm", "--name", "sig", "busybox",
+                                  "sh", "-c", "trap 'echo got TERM; exit 9' TERM; echo ready; "
+                                  "while true; do sleep 0.1; done"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out == b"got TERM\n", err
+    assert p.returncode == 9
+
+
+def test_import_a_tarball(skiffd, tmp_path):
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    import shutil
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    (root / "hello.txt").write_text("imported\n")
+    tarpath = tmp_path / "rootfs.tar"
+    with tarfile.open(tarpath, "w") as tf:
+        tf.add(root, arcname=".")
+    r = ok(skiff(skiffd, "import", "-c", "CMD [\"/bin/busybox\", \"cat\", \"/hello.txt\"]",
+                 tarpath, "imported:v1"))
+    assert r.stdout.startswith("sha256:")
+    assert ok(skiff(skiffd, "run", "--rm", "imported:v1")).stdout == "imported\n"
+    ok(skiff(skiffd, "rmi", "imported:v1"))
+
+
+def test_logs_options_match_docker(skiffd):
+    ok(skiff(skiffd, "run", "--name", "many", "busybox", "sh", "-c",
+             "for i in 1 2 3 4 5; do echo line $i; echo err $i >&2; done"))
+    ok(skiff(skiffd, "run", "-t", "--name", "ttylog", "busybox", "sh", "-c", "echo on a tty"))
+    for args in (["logs", "many"], ["logs", "--tail", "2", "many"], ["logs", "-n", "0", "many"],
+                 ["logs", "--timestamps", "many"], ["logs", "ttylog"],
+                 ["logs", "--since", "2000-01-01T00:00:00Z", "many"]):
+        s, d = skiff(skiffd, *args), skiffd.docker(*args)
+        assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), args
+    assert "on a tty" in skiff(skiffd, "logs", "ttylog").stdout

@@ -506,10 +506,14 @@ def cmd_logs(cli, args, name="logs"):
     c = cli.client
     info = c.get(f"/containers/{q(cmd.args[0])}/json")
     params = {"stdout": 1, "stderr": 1}
-    if o.since:
-        params["since"] = o.since
-    if o.until:
-        params["until"] = o.until
+    try:
+        if o.since:
+            params["since"] = fmt.get_timestamp(o.since)
+        if o.until:
+            params["until"] = fmt.get_timestamp(o.until)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
     if o.timestamps:
         params["timestamps"] = 1
     if o.follow:

@@ -321,10 +321,14 @@ def cmd_events(cli, args, name="events"):
                    F("until", "str", "")], args, max_args=0)
     o = cmd.opts
     params = {}
-    if o.since:
-        params["since"] = o.since
-    if o.until:
-        params["until"] = o.until
+    try:
+        if o.since:
+            params["since"] = fmt.get_timestamp(o.since)
+        if o.until:
+            params["until"] = fmt.get_timestamp(o.until)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
     f = filters_json(o.filter)
     if f:
         params["filters"] = f

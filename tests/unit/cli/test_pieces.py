@@ -281,3 +281,38 @@ def test_connect_error_message(tmp_path):
         c.negotiate()
     assert "Cannot connect to the skiff daemon at unix://" in str(e.value)
     assert not os.path.exists(tmp_path / "none.sock")
+
+
+@pytest.mark.parametrize("value,out", [
+    ("2000-01-01T00:00:00Z", "946684800.000000000"), ("10m", "1699999400"),
+    ("1700000000", "1700000000"), ("1700000000.5", "1700000000.5"),
+    ("2024-05-01T10:11:12.5+02:00", "1714551072.500000000"),
+])
+def test_get_timestamp(value, out):
+    assert fmt.get_timestamp(value, now=1700000000) == out
+
+
+def test_get_timestamp_rejects_garbage():
+    with pytest.raises(ValueError, match="failed to parse value as time or duration"):
+        fmt.get_timestamp("yesterday")
+
+
+def test_autostart_command_uses_private_roots(monkeypatch):
+    from skiff.cli.autostart import daemon_command
+    monkeypatch.setenv("SKIFF_DATA_ROOT", "/tmp/x/data")
+    monkeypatch.setenv("SKIFF_EXEC_ROOT", "/tmp/x/run")
+    monkeypatch.setenv("SKIFF_DAEMON_ARGS", "--default-runtime runc --iptables false")
+    cmd, exec_root, log = daemon_command("/tmp/x/skiff.sock")
+    i = cmd.index("-H")
+    assert cmd[i:] == ["-H", "unix:///tmp/x/skiff.sock", "--exec-root", "/tmp/x/run",
+                       "--data-root", "/tmp/x/data", "--default-runtime", "runc",
+                       "--iptables", "false"]
+    assert "--data-root" in cmd and cmd[cmd.index("--data-root") + 1] == "/tmp/x/data"
+    assert cmd[cmd.index("-H") + 1] == "unix:///tmp/x/skiff.sock"
+    assert log == "/tmp/x/run/skiffd.log"
+    monkeypatch.delenv("SKIFF_EXEC_ROOT")
+    monkeypatch.delenv("SKIFF_DATA_ROOT")
+    monkeypatch.delenv("SKIFF_DAEMON_ARGS")
+    cmd, exec_root, log = daemon_command("/run/skiff/skiff.sock")
+    assert exec_root == "/run/skiff" and log == "/var/log/skiff/skiffd.log"
+    assert "--data-root" not in cmd
