@@ -123,15 +123,17 @@ class Pool:
         if scheme == "https":
             ctx = self.config.ssl_context(host, verify)
             if proxy is not None:           # CONNECT tunnel, TLS to the registry inside
-                conn = http.client.HTTPSConnection(phost, timeout=t, context=ctx)
+                conn = http.client.HTTPSConnection(phost, timeout=t, context=ctx,
+                                                   blocksize=READ_CHUNK)
                 conn.set_tunnel(host, headers=pauth or None)
             else:
-                conn = http.client.HTTPSConnection(host, timeout=t, context=ctx)
+                conn = http.client.HTTPSConnection(host, timeout=t, context=ctx,
+                                                   blocksize=READ_CHUNK)
         elif proxy is not None:             # plain HTTP: absolute-form requests to the proxy
-            conn = http.client.HTTPConnection(phost, timeout=t)
+            conn = http.client.HTTPConnection(phost, timeout=t, blocksize=READ_CHUNK)
             conn.skiff_proxy_headers = pauth
         else:
-            conn = http.client.HTTPConnection(host, timeout=t)
+            conn = http.client.HTTPConnection(host, timeout=t, blocksize=READ_CHUNK)
         conn.connect()
         conn.sock.settimeout(self.config.read_timeout)
         return conn

@@ -53,6 +53,7 @@ class RegistryConfig:
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
     max_download_attempts: int = 5
+    max_upload_attempts: int = 5
     retry_delay: float = 1.0          # seconds; grows linearly per attempt (Docker: 5 s)
     connect_timeout: float = 15.0
     read_timeout: float = 60.0

@@ -10,8 +10,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ImageNotFound, InvalidArgument, NotFound, SkiffError, Unauthorized
-from .client import (MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, Pool, RegistryError, Repository,
-                     TransportError)
+from .client import (MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, TRANSIENT, Pool, RegistryError,
+                     Repository, TransportError, _os_reason)
 from .config import RegistryConfig
 from .progress import Progress, short_id
 from .puller import _credentials
@@ -236,10 +236,24 @@ def _push_layer(repo: Repository, content, desc: dict, sid: str, sources: list[s
     if not content.has(digest):
         raise NotFound(f"layer {digest} of this image is not in the content store")
     size = content.size(digest)
-    with content.open(digest) as f:
-        repo.upload_blob(digest, size, f,
-                         on_bytes=lambda n: p.bytes(sid, "Pushing", n, size),
-                         chunk_size=config.chunk_size)
+    attempt = 0
+    while True:            # a broken upload starts a new upload session (docker: 5 tries)
+        attempt += 1
+        try:
+            with content.open(digest) as f:
+                repo.upload_blob(digest, size, f,
+                                 on_bytes=lambda n: p.bytes(sid, "Pushing", n, size),
+                                 chunk_size=config.chunk_size)
+            break
+        except TRANSIENT as e:
+            if attempt >= config.max_upload_attempts:
+                raise TransportError(f"error pushing layer {digest}: {_os_reason(e)}") \
+                    from None
+            delay = config.retry_delay * attempt
+            secs = max(1, round(delay))
+            p.update(sid, f"Retrying in {secs} second{'s' if secs != 1 else ''}")
+            if cancel.wait(delay):
+                return
     p.bytes(sid, "Pushing", size, size, force=True)
     p.update(sid, "Pushed")
 

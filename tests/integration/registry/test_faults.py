@@ -102,3 +102,33 @@ def test_cancelled_pull_leaves_no_image(plain_registry, images, config, monkeypa
     assert images.list_json() == []
     assert images.storage.list() == []
     assert [i for i in images.content.ingests_in_progress() if i["ref"] == img["layers"][0]]
+
+
+def test_push_survives_a_registry_restart(tmp_path, plain_registry, images, config,
+                                          monkeypatch):
+    """The registry dies during an upload and comes back: the layer is
+    uploaded again in a new session ("Retrying in …"), the push completes."""
+    import threading
+    from skiff.registry import push
+    img = R.build_image([R.layer_tar({"big.bin": os.urandom(24 << 20)})])
+    R.push_raw(plain_registry, "src/app", img)
+    pull(images, f"{plain_registry.host}/src/app", config=config)
+    with R.Registry(str(tmp_path / "target")) as target:
+        images.tag(f"{plain_registry.host}/src/app", f"{target.host}/dst/app", "1")
+        config.retry_delay = 0.3
+        monkeypatch.setattr(Progress, "INTERVAL", 0.0)
+        killed, msgs = [], []
+
+        def progress(m):
+            msgs.append(m)
+            if m.get("status") == "Pushing" and not killed:
+                time.sleep(0.01)
+                if m["progressDetail"]["current"] > (4 << 20):
+                    target.kill()
+                    killed.append(1)
+                    threading.Timer(0.2, target.start).start()
+
+        digest = push(images, f"{target.host}/dst/app:1", config=config, progress=progress)
+        assert killed and digest == img["digest"]
+        assert any(m.get("status", "").startswith("Retrying in") for m in msgs)
+        assert msgs[-2]["status"] == f"1: digest: {digest} size: {len(img['manifest'])}"
