@@ -262,8 +262,8 @@ class ImageService:
                   repo_digests=(), parent: str = "", manifest_digest: str | None = None,
                   manifest_bytes: bytes | None = None) -> Image:
         """Store config (and manifest), write the image record and tags."""
-        iid = self.content.add_bytes(config_bytes)
-        with self._lock:
+        with self._lock:  # under the lock: a concurrent rmi's GC cannot drop the config
+            iid = self.content.add_bytes(config_bytes)
             rec = self._record(iid) or {"id": iid, "layers": layers, "parent": parent,
                                         "created_at": time.time(), "manifests": []}
             if parent and not rec.get("parent"):
@@ -726,11 +726,12 @@ class ImageService:
         cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         return mf.canonical(cfg)
 
-    def _store_layer_stream(self, fileobj, parent_chain: str | None, **limits):
+    def _store_layer_stream(self, fileobj, parent_chain: str | None, lease=None, **limits):
         """Tee a layer stream into the content store while applying it.
-        Returns (descriptor, chain ID)."""
+        Returns (descriptor, chain ID, apply result). ``lease`` keeps the
+        blob from a concurrent GC until the image is registered."""
         ref = f"layer-{os.getpid()}-{secrets.token_hex(8)}"
-        w = self.content.writer(ref)
+        w = self.content.writer(ref, lease=lease)
         try:
             tee = _TeeToContent(fileobj, w)
             chain, res = self.storage.apply(parent_chain, tee, **limits)
@@ -750,11 +751,12 @@ class ImageService:
         if repo:
             r = reference.parse(f"{repo}:{tag}" if tag else repo)
             tags.append(r.tagged)
-        desc, chain, res = self._store_layer_stream(fileobj, None, **limits)
         config_section = mf.parse_changes(changes, {})
-        hist = {"created_by": "", "comment": message or f"Imported from {source}"}
-        cfg = self._new_config(None, [res.diff_id], hist, config_section)
-        return self._register(cfg, [desc], tags=tags)
+        with self.content.lease() as lease:
+            desc, chain, res = self._store_layer_stream(fileobj, None, lease, **limits)
+            hist = {"created_by": "", "comment": message or f"Imported from {source}"}
+            cfg = self._new_config(None, [res.diff_id], hist, config_section)
+            return self._register(cfg, [desc], tags=tags)
 
     def commit(self, container_id: str, image_id: str | None = None,
                config_changes: dict | None = None, author: str = "", comment: str = "",
@@ -774,6 +776,14 @@ class ImageService:
         if base and base.chain_ids != meta.get("chain", []):
             raise errors.Conflict(f"container {container_id} was not created from image "
                                   f"{base.id}")
+        with self.content.lease() as lease:
+            return self._commit(container_id, meta, base, lease, config_changes, author,
+                                comment, repo, tag, changes, created_by)
+
+    def _commit(self, container_id, meta, base, lease, config_changes, author, comment, repo,
+                tag, changes, created_by) -> Image:
+        from skiff.image.archive.diff import write_tree
+
         upper = self.storage.upper_dir(container_id)
         tmp = os.path.join(self.tmpdir, f"commit-{os.getpid()}-{secrets.token_hex(8)}.tar")
         try:
@@ -781,7 +791,7 @@ class ImageService:
                 write_tree(upper, f, whiteouts=True)
             parent_chain = base.chain_ids[-1] if base and base.chain_ids else None
             with open(tmp, "rb") as f:
-                desc, chain, res = self._store_layer_stream(f, parent_chain)
+                desc, chain, res = self._store_layer_stream(f, parent_chain, lease)
         finally:
             try:
                 os.unlink(tmp)

@@ -108,7 +108,8 @@ def load_dir(svc, path: str, ref: str | None = None) -> list[str]:
         lines = []
         for e in entries:
             before = svc._repos()["tags"]
-            im = _load_one(svc, d, e)
+            with svc.content.lease() as lease:
+                im = _load_one(svc, d, e, lease)
             for t in e["tags"]:
                 old = before.get(t)
                 if old and old != im.id:
@@ -193,7 +194,7 @@ def _oci_entries(d: _Dir, want: str | None) -> list[dict]:
     return out
 
 
-def _load_one(svc, d: _Dir, e: dict):
+def _load_one(svc, d: _Dir, e: dict, lease=None):
     config = d.read(e["config_path"])
     if e["config_digest"] and digest_bytes(config) != e["config_digest"]:
         raise errors.DigestMismatch(f"invalid archive: config {e['config_digest']} does not "
@@ -206,28 +207,30 @@ def _load_one(svc, d: _Dir, e: dict):
     parent = None
     layers = []
     for l, diff_id in zip(e["layers"], diff_ids):
-        desc, parent = _ingest_layer(svc, d, l, diff_id, parent)
+        desc, parent = _ingest_layer(svc, d, l, diff_id, parent, lease)
         layers.append(desc)
     mbytes, mdigest = e["manifest"] if e["manifest"] else (None, None)
     return svc._register(config, layers, tags=e["tags"], manifest_digest=mdigest,
                          manifest_bytes=mbytes)
 
 
-def _ingest_layer(svc, d: _Dir, l: dict, diff_id: str, parent: str | None):
+def _ingest_layer(svc, d: _Dir, l: dict, diff_id: str, parent: str | None, lease=None):
     from skiff.storage.snapshots import chain_ids
     chain = diff_id if parent is None else chain_ids([parent, diff_id])[1]
     with d.open(l["path"]) as f:
         if svc.storage.has(chain) and l["digest"] and svc.content.has(l["digest"]):
             digest = l["digest"]
+            if lease:
+                lease.add(digest)
             size = svc.content.size(digest)
             head = f.read(4)
         elif svc.storage.has(chain):
-            digest = svc.content.add_stream(f, l["digest"])
+            digest = svc.content.add_stream(f, l["digest"], lease=lease)
             size = svc.content.size(digest)
             with svc.content.open(digest) as g:
                 head = g.read(4)
         else:
-            desc, chain2, res = svc._store_layer_stream(f, parent, diff_id=diff_id,
+            desc, chain2, res = svc._store_layer_stream(f, parent, lease, diff_id=diff_id,
                                                         digest=l["digest"])
             if l["mediaType"]:
                 desc["mediaType"] = l["mediaType"]
