@@ -1,0 +1,138 @@
+"""docker images / inspect / history / tag / rmi / save / load / import /
+pull / push with the real docker CLI against skiffd."""
+
+import json
+
+import pytest
+
+from tests.e2e.h5b_helpers import NetnsRegistry, rootfs_tar
+
+
+def _rmi_quiet(skiffd, *refs):
+    skiffd.docker("rmi", "-f", *refs, timeout=60)
+
+
+def test_images_inspect_history(skiffd):
+    r = skiffd.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", check=True)
+    lines = dict(l.split() for l in r.stdout.splitlines())
+    assert "busybox:latest" in lines
+    short = lines["busybox:latest"]
+    assert len(short) == 12
+    info = json.loads(skiffd.docker("image", "inspect", "busybox", check=True).stdout)[0]
+    assert info["Id"].startswith("sha256:") and info["Id"][7:19] == short
+    assert "busybox:latest" in info["RepoTags"]
+    assert info["Os"] == "linux" and info["RootFS"]["Type"] == "layers"
+    assert info["RootFS"]["Layers"] and info["Config"]["Cmd"]
+    h = skiffd.docker("history", "--no-trunc", "--format", "{{.ID}}|{{.Size}}", "busybox",
+                      check=True)
+    rows = h.stdout.splitlines()
+    assert rows and rows[0].split("|")[0] == info["Id"]
+    r = skiffd.docker("image", "inspect", "no-such-image-h5b")
+    assert r.returncode == 1 and "No such image: no-such-image-h5b" in r.stderr
+
+
+def test_tag_and_rmi(skiffd):
+    skiffd.docker("tag", "busybox", "h5b/tagged:v1", check=True)
+    try:
+        ids = skiffd.docker("images", "-q", "h5b/tagged", check=True).stdout.split()
+        assert ids == skiffd.docker("images", "-q", "busybox:latest").stdout.split()
+        r = skiffd.docker("run", "--rm", "--network", "none", "h5b/tagged:v1", "echo", "ok")
+        assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+        r = skiffd.docker("rmi", "h5b/tagged:v1", check=True)
+        assert r.stdout.strip() == "Untagged: h5b/tagged:v1"
+        # the image is still there under its other name
+        assert skiffd.docker("image", "inspect", "busybox").returncode == 0
+        r = skiffd.docker("image", "inspect", "h5b/tagged:v1")
+        assert r.returncode == 1 and "No such image" in r.stderr
+        r = skiffd.docker("tag", "busybox", "Bad:Name:x")
+        assert r.returncode != 0
+    finally:
+        _rmi_quiet(skiffd, "h5b/tagged:v1")
+
+
+def test_import_save_load_roundtrip(skiffd, tmp_path):
+    src = rootfs_tar(str(tmp_path / "rootfs.tar"), {"/marker": "imported-h5b\n"})
+    with open(src, "rb") as f:
+        r = skiffd.docker("import", "-c", "CMD [\"cat\", \"/marker\"]", "-m", "from h5b",
+                          "-", "h5b/imported:1", input=f.read(), text=False)
+    assert r.returncode == 0, r.stderr
+    iid = r.stdout.decode().strip()
+    assert iid.startswith("sha256:")
+    try:
+        r = skiffd.docker("run", "--rm", "--network", "none", "h5b/imported:1")
+        assert r.returncode == 0 and r.stdout == "imported-h5b\n", r.stderr
+        h = skiffd.docker("history", "--format", "{{.Comment}}", "h5b/imported:1", check=True)
+        assert "from h5b" in h.stdout
+        # a stopped container keeps the image: rmi is refused, then -f untags
+        skiffd.docker("create", "--name", "h5b-user", "h5b/imported:1", check=True)
+        r = skiffd.docker("rmi", "h5b/imported:1")
+        assert r.returncode == 1 and "container" in r.stderr and "is using" in r.stderr
+        skiffd.docker("rm", "h5b-user", check=True)
+
+        out = tmp_path / "saved.tar"
+        skiffd.docker("save", "-o", str(out), "h5b/imported:1", check=True)
+        assert out.stat().st_size > 100_000
+        r = skiffd.docker("rmi", "h5b/imported:1", check=True)
+        assert "Deleted: " + iid in r.stdout
+        assert skiffd.docker("image", "inspect", iid).returncode == 1
+        r = skiffd.docker("load", "-i", str(out), check=True)
+        assert "Loaded image: h5b/imported:1" in r.stdout
+        info = json.loads(skiffd.docker("image", "inspect", "h5b/imported:1",
+                                        check=True).stdout)[0]
+        assert info["Id"] == iid
+        r = skiffd.docker("run", "--rm", "--network", "none", "h5b/imported:1")
+        assert r.stdout == "imported-h5b\n", r.stderr
+        # save to stdout streams the same archive
+        r = skiffd.docker("save", "h5b/imported:1", text=False, check=True)
+        assert len(r.stdout) > 100_000 and b"manifest.json" in r.stdout
+    finally:
+        skiffd.docker("rm", "-f", "h5b-user")
+        _rmi_quiet(skiffd, "h5b/imported:1")
+
+
+def test_prune_dangling(skiffd, tmp_path):
+    src = rootfs_tar(str(tmp_path / "r.tar"), {"/p": "x"})
+    with open(src, "rb") as f:
+        r = skiffd.docker("import", "-", input=f.read(), text=False)
+    assert r.returncode == 0, r.stderr
+    iid = r.stdout.decode().strip()
+    r = skiffd.docker("images", "-q", "--no-trunc", "-f", "dangling=true", check=True)
+    assert iid in r.stdout.split()
+    r = skiffd.docker("image", "prune", "-f", check=True)
+    assert iid in r.stdout
+    assert skiffd.docker("image", "inspect", iid).returncode == 1
+    assert skiffd.docker("image", "inspect", "busybox").returncode == 0
+
+
+@pytest.fixture
+def netns_registry(skiffd, tmp_path):
+    reg = NetnsRegistry(skiffd, str(tmp_path / "registry")).start()
+    yield reg
+    reg.stop()
+
+
+def test_push_pull_local_registry(skiffd, netns_registry):
+    host = netns_registry.host
+    ref = f"{host}/h5b/bb:1"
+    skiffd.docker("tag", "busybox", ref, check=True)
+    try:
+        r = skiffd.docker("push", ref, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "digest: sha256:" in r.stdout
+        skiffd.docker("rmi", ref, check=True)
+        r = skiffd.docker("pull", ref, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"Status: " in r.stdout and "Digest: sha256:" in r.stdout
+        r = skiffd.docker("run", "--rm", "--network", "none", ref, "echo", "pulled")
+        assert r.stdout == "pulled\n", r.stderr
+        # short names resolve to the daemon's default registry, never docker.io
+        skiffd.docker("tag", "busybox", f"{host}/library/h5bshort:latest", check=True)
+        skiffd.docker("push", f"{host}/library/h5bshort:latest", check=True, timeout=120)
+        r = skiffd.docker("pull", "h5bshort", timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "h5bshort:latest" in r.stdout
+        r = skiffd.docker("pull", f"{host}/h5b/missing:1", timeout=120)
+        assert r.returncode != 0
+        assert "not found" in r.stderr or "manifest unknown" in r.stderr
+    finally:
+        _rmi_quiet(skiffd, ref, f"{host}/library/h5bshort:latest", "h5bshort:latest")
