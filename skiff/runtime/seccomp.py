@@ -38,8 +38,6 @@ section; ``load`` raises OSError with the errno of seccomp(2).
 
 import ctypes
 import errno as _errno
-import hashlib
-import json
 import os
 
 from skiff.errors import InvalidArgument
@@ -200,9 +198,14 @@ def compile_bpf(section: dict) -> bytes:
 
 
 def _cache_key(section: dict) -> str:
+    # repr of the parsed JSON: deterministic for the same document (a reordered
+    # document only costs a cache miss) and needs no json import
+    try:
+        from _sha256 import sha256   # the builtin module: no OpenSSL load
+    except ImportError:
+        from hashlib import sha256
     u = os.uname()
-    h = hashlib.sha256()
-    h.update(json.dumps(section, sort_keys=True, separators=(",", ":")).encode())
+    h = sha256(repr(section).encode())
     h.update(f"|{u.machine}|{u.release}|{_libseccomp_id()}".encode())
     return h.hexdigest()
 

@@ -70,7 +70,6 @@ Imports: stdlib only; :mod:`.bpf` is loaded only on v2 with device rules.
 
 import errno
 import os
-import signal
 import time
 
 from skiff.errors import InvalidArgument
@@ -79,6 +78,7 @@ from . import convert
 from ._io import read, read_int, read_kv, write
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+SIGKILL = 9  # numeric: the signal module (enum) is not worth its import time here
 # v1 controllers runc manages; named hierarchies (name=systemd) are joined too
 V1_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids",
                   "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc")
@@ -426,7 +426,7 @@ class Manager:
                     pass
         return sorted(out)
 
-    def signal_all(self, sig: int = signal.SIGKILL) -> None:
+    def signal_all(self, sig: int = SIGKILL) -> None:
         """Send ``sig`` to every process (frozen meanwhile so none can fork
         away, as runc's signalAllProcesses). A cgroup that was paused stays
         paused, except for SIGKILL, which needs the tasks thawed to act."""
@@ -444,7 +444,7 @@ class Manager:
                 except ProcessLookupError:
                     pass
         finally:
-            if frozen and (not was_frozen or sig == signal.SIGKILL):
+            if frozen and (not was_frozen or sig == SIGKILL):
                 try:
                     self.thaw()
                 except OSError:
@@ -464,9 +464,9 @@ class Manager:
                 try:
                     write(d, "cgroup.kill", 1)
                 except OSError:
-                    self.signal_all(signal.SIGKILL)
+                    self.signal_all(SIGKILL)
             else:
-                self.signal_all(signal.SIGKILL)
+                self.signal_all(SIGKILL)
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
