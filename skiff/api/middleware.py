@@ -42,8 +42,8 @@ def error_response(status: int, message: str):
     if status == 304:
         resp = web.Response(status=304)
     else:
-        resp = web.Response(status=status, text=json.dumps({"message": message}) + "\n",
-                            content_type="application/json")
+        resp = web.Response(status=status, body=(json.dumps({"message": message}) + "\n").encode(),
+                            headers={"Content-Type": "application/json"})
     common_headers(resp)
     return resp
 

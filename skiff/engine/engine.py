@@ -466,6 +466,15 @@ class Engine:
             if hasattr(fn, "cancel"):
                 fn.cancel()
         c.resolve_exit_waiters(code, msg)
+        if c.host_config.get("AutoRemove"):
+            self.spawn(self._auto_remove_failed(c, code, msg))
+
+    async def _auto_remove_failed(self, c, code, msg):
+        await asyncio.sleep(0)
+        try:
+            await self.remove(c.id, force=True, volumes=True)
+        except errors.SkiffError as e:
+            log.warning("auto-remove %s: %s", c.id[:12], e)
 
     def _build_spec(self, c: Container, rootfs: str, netns: str | None) -> dict:
         rec, cfg, hc = c.rec, c.config, c.host_config
@@ -933,7 +942,12 @@ class Engine:
         ready = loop.create_future()
 
         async def connect():
-            sock_holder["s"] = await attach_socket(self.container_dir(c.id))
+            try:
+                sock_holder["s"] = await attach_socket(self.container_dir(c.id))
+            except BaseException:
+                if not ready.done():
+                    ready.set_result(False)
+                raise
             if not ready.done():
                 ready.set_result(True)
 

@@ -258,5 +258,13 @@ async def attach_socket(bundle: str):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.setblocking(False)
     loop = asyncio.get_running_loop()
-    await loop.sock_connect(s, os.path.join(bundle, "attach"))
+    # the bundle path may exceed sun_path's 108 bytes: go through the dir fd
+    dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY)
+    try:
+        await loop.sock_connect(s, f"/proc/self/fd/{dfd}/attach")
+    except BaseException:
+        s.close()
+        raise
+    finally:
+        os.close(dfd)
     return s

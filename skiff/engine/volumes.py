@@ -28,7 +28,8 @@ _ANON_LABEL = "com.docker.volume.anonymous"
 
 
 def _now_rfc3339() -> str:
-    return datetime.now(timezone.utc).astimezone().replace(microsecond=0).isoformat()
+    s = datetime.now(timezone.utc).astimezone().replace(microsecond=0).isoformat()
+    return s[:-6] + "Z" if s.endswith("+00:00") else s
 
 
 def _atomic_write(path: str, data: bytes):
@@ -216,13 +217,13 @@ class VolumeStore:
             out.append(self._json(n, meta))
         return {"Volumes": out, "Warnings": []}
 
-    def remove(self, name: str, force: bool = False) -> None:
+    def remove(self, name: str, force: bool = False, _ignore: str | None = None) -> None:
         with self._lock:
             if not self._exists(name):
                 if force:
                     return
                 raise errors.NotFound(f"get {name}: no such volume")
-            users = self.users(name)
+            users = [u for u in self.users(name) if u != _ignore]
             if users:
                 raise errors.Conflict(f"remove {name}: volume is in use - "
                                       f"[{', '.join(users)}]")
@@ -291,9 +292,10 @@ class VolumeStore:
                 users = [u for u in users if u != container_id]
                 self._set_users(n, users)
                 meta = self._meta(n) or {}
-                if remove_anonymous and not self.users(n) and meta.get("Anonymous"):
+                others = [u for u in self.users(n) if u != container_id]
+                if remove_anonymous and not others and meta.get("Anonymous"):
                     try:
-                        self.remove(n)
+                        self.remove(n, _ignore=container_id)
                         removed.append(n)
                     except errors.SkiffError:
                         pass

@@ -56,4 +56,5 @@ async def json_body(request, default=None):
 
 def json_response(obj, status=200):
     from aiohttp import web
-    return web.Response(status=status, text=json.dumps(obj), content_type="application/json")
+    return web.Response(status=status, body=json.dumps(obj).encode(),
+                        headers={"Content-Type": "application/json"})
