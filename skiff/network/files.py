@@ -54,12 +54,26 @@ def is_loopback(ns):
         return False
 
 
-def read_host_resolv(path="/etc/resolv.conf"):
+SYSTEMD_RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+
+
+def read_host_resolv(path="/etc/resolv.conf", resolved_path=SYSTEMD_RESOLVED_UPSTREAM):
+    """The host's resolv.conf; when it lists only loopback servers (the
+    systemd-resolved stub 127.0.0.53) and resolved's own upstream file exists,
+    that file instead, as Docker does (moby#43705)."""
     try:
         with open(path) as f:
-            return f.read()
+            text = f.read()
     except OSError:
         return ""
+    ns = parse_resolv(text)[0]
+    if ns and all(is_loopback(n) for n in ns) and resolved_path:
+        try:
+            with open(resolved_path) as f:
+                return f.read()
+        except OSError:
+            pass
+    return text
 
 
 def resolv(host_text, internal_dns, dns=None, dns_search=None, dns_options=None):

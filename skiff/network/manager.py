@@ -94,8 +94,13 @@ class NetworkManager:
     def _upstreams(self):
         if self.dns_servers:
             return self.dns_servers
-        ns, _, _, _ = files.parse_resolv(files.read_host_resolv(self.resolv_path))
+        ns, _, _, _ = files.parse_resolv(self._host_resolv())
         return ns
+
+    def _host_resolv(self):
+        default = self.resolv_path == "/etc/resolv.conf"
+        return files.read_host_resolv(self.resolv_path,
+                                      files.SYSTEMD_RESOLVED_UPSTREAM if default else None)
 
     def _get(self, db, ref):
         row = db.execute("SELECT * FROM networks WHERE id=?", (ref,)).fetchone()
@@ -875,7 +880,7 @@ class NetworkManager:
 
     def resolv_conf(self, container_id, dns=None, dns_search=None, dns_options=None):
         """Text of the container's /etc/resolv.conf (Docker's rules)."""
-        host_text = files.read_host_resolv(self.resolv_path)
+        host_text = self._host_resolv()
         db = self.store.read()
         sb = db.execute("SELECT * FROM sandboxes WHERE container_id=?", (container_id,)).fetchone()
         if sb is not None and sb["mode"] == "host" and not (dns or dns_search or dns_options):

@@ -188,6 +188,12 @@ def test_masquerade_outside_sees_host_address(manager_factory, outside):
     server = run_in(outside.path, listen)
     server.settimeout(5)
 
+    def listen_on(addr):
+        s = socket.socket()
+        s.bind(addr)
+        s.listen(4)
+        return s
+
     def connect(addr, timeout):
         s = socket.socket()
         s.settimeout(timeout)
@@ -204,6 +210,18 @@ def test_masquerade_outside_sees_host_address(manager_factory, outside):
         conn, peer = server.accept()
         conn.close()
         assert peer[0] == "10.200.0.1"  # the host's address, not 172.17.0.2
+        # the other way: an outside client reaches a published port, and the
+        # container sees the client's real address (DNAT, no proxy)
+        p = m.setup_container(CID[3], "pub", ports={"7000/tcp": [{"HostPort": "7070"}]})
+        srv = run_in(p["SandboxKey"], listen_on, ("0.0.0.0", 7000))
+        srv.settimeout(5)
+        try:
+            assert run_in(outside.path, connect, ("10.200.0.1", 7070), 5)
+            conn, peer = srv.accept()
+            conn.close()
+            assert peer[0] == outside.address
+        finally:
+            srv.close()
         # an --internal network has no way out, not even a default route
         assert not run_in(sealed["SandboxKey"], connect, (outside.address, 9000), 1)
         assert in_ns(sealed["SandboxKey"], ["ip", "route", "show", "default"]).stdout == ""

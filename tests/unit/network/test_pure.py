@@ -110,6 +110,19 @@ def test_resolv_conf_rules():
     assert "nameserver 10.9.9.9" in custom and "10.0.0.2" not in custom and "search a.b" in custom
 
 
+def test_systemd_resolved_stub_is_replaced_by_its_upstream_file(tmp_path):
+    stub = tmp_path / "resolv.conf"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\n")
+    upstream = tmp_path / "resolved.conf"
+    upstream.write_text("nameserver 10.1.2.3\n")
+    assert files.read_host_resolv(str(stub), str(upstream)) == "nameserver 10.1.2.3\n"
+    assert files.read_host_resolv(str(stub), str(tmp_path / "missing")).startswith(
+        "nameserver 127.0.0.53")
+    plain = tmp_path / "plain.conf"
+    plain.write_text("nameserver 10.9.9.9\n")
+    assert files.read_host_resolv(str(plain), str(upstream)) == "nameserver 10.9.9.9\n"
+
+
 def test_hosts_text():
     text = files.hosts([("172.17.0.2", ["web"])], extra_hosts=["db:10.0.0.5"])
     lines = text.splitlines()
