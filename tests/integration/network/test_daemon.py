@@ -1,6 +1,7 @@
 """The seed's networking scenario through the real docker CLI against a
 skiffd that runs in this test's private "host" network namespace."""
 
+import glob
 import json
 import os
 import shutil
@@ -29,6 +30,9 @@ def daemon(hostns):
         json.dump({"dns": ["127.0.0.1"], "default-registry": "127.0.0.1:1"}, f)
     log = open(os.path.join(d, "log"), "w")
     procs = []
+    # the daemon's containers live under the cgroup "skiff" (cgroupsPath
+    # /skiff/<id>); the parent stays after the last one goes, as Docker's /docker
+    parents = glob.glob("/sys/fs/cgroup/*/skiff") + glob.glob("/sys/fs/cgroup/skiff")
 
     def start():
         if os.path.exists(sock):
@@ -80,6 +84,12 @@ def daemon(hostns):
                 docker("rm", "-f", *r.stdout.split(), check=False)
             stop(p)
         log.close()
+        for parent in set(glob.glob("/sys/fs/cgroup/*/skiff") +
+                          glob.glob("/sys/fs/cgroup/skiff")) - set(parents):
+            try:
+                os.rmdir(parent)  # only if empty: nobody else's container is in it
+            except OSError:
+                pass
         shutil.rmtree(d, ignore_errors=True)
 
 
