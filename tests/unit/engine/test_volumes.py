@@ -63,3 +63,10 @@ def test_in_use_callback_and_release_anonymous(store):
     a = store.create()["Name"]
     store.add_user(a, "c2")
     assert store.release("c2", remove_anonymous=True) == [a]
+
+
+def test_release_ignores_the_leaving_container_in_callback(store):
+    a = store.create()["Name"]
+    store.add_user(a, "c3")
+    store.in_use = lambda name: ["c3"]  # an engine still listing the container
+    assert store.release("c3", remove_anonymous=True) == [a]
