@@ -6,6 +6,7 @@ import time
 
 from skiff.runtime import cgroups
 from tests.integration.runtime.conftest import edit_config
+from tests.integration.runtime.test_cgroups import remove_test_cgroups  # noqa: F401 (autouse)
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /dev/shm/count; usleep 5000; done"
 
