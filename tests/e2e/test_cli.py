@@ -582,3 +582,19 @@ def test_logs_options_match_docker(skiffd):
         s, d = skiff(skiffd, *args), skiffd.docker(*args)
         assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), args
     assert "on a tty" in skiff(skiffd, "logs", "ttylog").stdout
+
+
+def test_attach_and_detach_through_a_pty(skiffd):
+    ok(skiff(skiffd, "run", "-dit", "--name", "att", "busybox", "sh"))
+    steps = [(None, b"\r"), (b"# ", b"echo $((20+22))\r"), (b"42", b"\x10\x11")]
+    out, status = drive_pty(SKIFF + ["attach", "att"], steps, env=skiff_env(skiffd))
+    # like docker attach: the escape is reported and the exit status is 1
+    assert status == 1, out
+    assert b"42" in out and b"read escape sequence" in out
+    assert skiff(skiffd, "inspect", "-f", "{{.State.Running}}", "att").stdout == "true\n"
+
+
+def test_start_attach_returns_exit_status(skiffd):
+    ok(skiff(skiffd, "create", "--name", "later", "busybox", "sh", "-c", "echo late; exit 6"))
+    r = skiff(skiffd, "start", "-a", "later")
+    assert (r.returncode, r.stdout) == (6, "late\n")

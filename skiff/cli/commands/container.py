@@ -23,7 +23,7 @@ def filters_json(items):
         if not eq:
             raise UsageError(f'invalid argument "{f}" for "-f, --filter" flag: bad format of filter (expected name=value)')
         d.setdefault(k.strip().lower(), {})[v] = True
-    return json.dumps(d, separators=(",", ":"))
+    return json.dumps(d, separators=(",", ":"), sort_keys=True)
 
 
 def _err(msg):
@@ -275,8 +275,7 @@ def cmd_run(cli, args, name="run"):
                 if raw is not None:
                     raw.__exit__()
             if session.detached:
-                sys.stderr.write("\r\nread escape sequence\r\n" if o.tty else "")
-                return 0
+                return 0  # docker run says nothing when the user detaches
         waiter.join()
     finally:
         _restore_signals(saved)
@@ -476,8 +475,6 @@ def cmd_ps(cli, args, name="ps"):
     limit = 1 if o.latest else o.last
     if limit != -1:
         params["limit"] = limit
-        if limit > 0:
-            params["all"] = 1
     fmt_ = o.format
     want_size = o.size or (fmt_ and "{{.Size}}" in fmt_)
     if want_size and not o.quiet:
@@ -656,8 +653,9 @@ def cmd_attach(cli, args, name="attach"):
             raw.__exit__()
         _restore_signals(saved)
     if sess.detached:
+        # docker attach reports the escape as an error (exit 1)
         sys.stderr.write("read escape sequence\n")
-        return 0
+        return 1
     info = c.get(f"/containers/{q(cid)}/json")
     return int(info.get("State", {}).get("ExitCode", 0) or 0)
 
@@ -896,7 +894,7 @@ def cmd_commit(cli, args, name="commit"):
     params = {"container": cmd.args[0]}
     if len(cmd.args) == 2:
         repo, tag, _ = R.parse(cmd.args[1])
-        params["repo"] = R.familiar(repo)
+        params["repo"] = repo  # fully qualified, as docker sends it
         params["tag"] = tag
     else:
         params["repo"] = ""

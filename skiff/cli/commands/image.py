@@ -79,7 +79,7 @@ def cmd_push(cli, args, name="push"):
     params = {}
     if tag:
         params["tag"] = tag
-    r = cli.client.request("POST", f"/images/{R.familiar(repo)}/push", params,
+    r = cli.client.request("POST", f"/images/{repo}/push", params,
                            headers={"X-Registry-Auth": _auth_for(repo)})
     try:
         if cmd.opts.quiet:
@@ -165,7 +165,7 @@ def cmd_tag(cli, args, name="tag"):
     cmd = Command(cli, name, "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", [], args, exact=2)
     repo, tag, _ = R.parse(cmd.args[1])
     cli.client.request("POST", f"/images/{cmd.args[0]}/tag",
-                       {"repo": R.familiar(repo), "tag": tag or "latest"}).read()
+                       {"repo": repo, "tag": tag or "latest"}).read()
     return 0
 
 
@@ -250,9 +250,7 @@ def cmd_import(cli, args, name="import"):
     src = cmd.args[0]
     params = {"fromSrc": "-" if not src.startswith(("http://", "https://")) else src}
     if len(cmd.args) == 2:
-        repo, tag, _ = R.parse(cmd.args[1])
-        params["repo"] = R.familiar(repo)
-        params["tag"] = tag
+        params["repo"] = cmd.args[1]  # docker sends the reference as given
     if o.message:
         params["message"] = o.message
     if o.change:

@@ -173,3 +173,62 @@ def test_negotiates_down_to_daemon_version(recorder):
     assert p.returncode == 0, p.stderr
     assert [r.version for r in rec.requests if r.path == "/containers/json"] == ["1.41"]
     assert rec.requests[0].method == "HEAD" and rec.requests[0].path == "/_ping"
+
+
+@pytest.mark.parametrize("args", [
+    ["ps", "-a", "--filter", "status=exited", "--filter", "label=a=b", "-n", "3", "-s"],
+    ["ps", "-l"], ["ps", "-q", "--no-trunc"],
+    ["images", "-a", "--filter", "dangling=true"], ["images", "busybox"],
+    ["network", "ls", "--filter", "driver=bridge"], ["volume", "ls", "-f", "dangling=true"],
+])
+def test_list_queries_match_docker(both, args):
+    routes = {("GET", "/containers/json"): (200, []), ("GET", "/images/json"): (200, []),
+              ("GET", "/networks"): (200, []), ("GET", "/volumes"): (200, {"Volumes": []})}
+    res = both(args, routes)
+    queries = {}
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        queries[tool] = [(r.method, r.path, r.query) for r in rec.requests if r.path != "/_ping"]
+    assert queries["skiff"] == queries["docker"]
+
+
+@pytest.mark.parametrize("args,method,path,query", [
+    (["stop", "-t", "3", "c1"], "POST", "/containers/c1/stop", {"t": ["3"]}),
+    (["kill", "-s", "HUP", "c1"], "POST", "/containers/c1/kill", {"signal": ["HUP"]}),
+    (["rm", "-fv", "c1"], "DELETE", "/containers/c1", {"force": ["1"], "v": ["1"]}),
+    (["restart", "c1"], "POST", "/containers/c1/restart", {}),
+    (["rename", "c1", "c2"], "POST", "/containers/c1/rename", {"name": ["c2"]}),
+    (["pause", "c1"], "POST", "/containers/c1/pause", {}),
+    (["tag", "busybox", "me/bb:v1"], "POST", "/images/busybox/tag",
+     {"repo": ["docker.io/me/bb"], "tag": ["v1"]}),
+    (["rmi", "-f", "busybox"], "DELETE", "/images/busybox", {"force": ["1"]}),
+    (["commit", "-m", "hi", "-c", "ENV A=1", "c1", "me/img:t"], "POST", "/commit",
+     {"container": ["c1"], "repo": ["docker.io/me/img"], "tag": ["t"], "comment": ["hi"],
+      "changes": ["ENV A=1"]}),
+])
+def test_simple_verbs_send_what_docker_sends(both, args, method, path, query):
+    routes = {(method, path): (204 if method != "DELETE" and path != "/commit" else 200,
+                               {"Id": "sha256:" + "1" * 64} if path == "/commit" else
+                               ([] if method == "DELETE" and "images" in path else None))}
+    res = both(args, routes)
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        sent = [r for r in rec.requests if r.path != "/_ping"]
+        assert [(r.method, r.path) for r in sent] == [(method, path)], tool
+        q = {k: v for k, v in sent[0].query.items() if v != [""]}
+        assert q == query, tool
+
+
+def test_push_and_import_targets_match_docker(both, tmp_path):
+    tarball = tmp_path / "empty.tar"
+    tarball.write_bytes(b"\0" * 1024)
+    routes = {("POST", "/images/docker.io/me/bb/push"): (200, b'{"status":"pushed"}\n'),
+              ("POST", "/images/create"): (200, b'{"status":"sha256:' + b"1" * 64 + b'"}\n')}
+    for args in (["push", "me/bb:v1"], ["import", "-c", "CMD x", str(tarball), "me/imp:t"]):
+        res = both(args, routes)
+        sent = {}
+        for tool, (p, rec) in res.items():
+            assert p.returncode == 0, (tool, p.stderr)
+            sent[tool] = [(r.method, r.path, r.query, r.body) for r in rec.requests
+                          if r.path != "/_ping"]
+        assert sent["skiff"] == sent["docker"], args
