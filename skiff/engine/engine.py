@@ -970,6 +970,8 @@ class Engine:
         s = sock_holder["s"]
         self.emit(c, "attach")
 
+        stdin_done = loop.create_future()
+
         async def pump_in():
             try:
                 while True:
@@ -981,17 +983,27 @@ class Engine:
             except (ConnectionError, OSError):
                 pass
             finally:
-                if use_stdin and c.config.get("StdinOnce"):
-                    try:
-                        s.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
+                if use_stdin:
+                    if c.config.get("StdinOnce"):
+                        # the container's stdin closes; output goes on until it exits
+                        try:
+                            s.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
+                    elif not stdin_done.done():
+                        # Docker: without StdinOnce, the client's EOF ends the attach
+                        stdin_done.set_result(None)
 
         in_task = loop.create_task(pump_in())
         try:
             while True:
+                recv = asyncio.ensure_future(loop.sock_recv(s, 8193))
+                done, _ = await asyncio.wait({recv, stdin_done}, return_when=asyncio.FIRST_COMPLETED)
+                if recv not in done:
+                    recv.cancel()
+                    break
                 try:
-                    pkt = await loop.sock_recv(s, 8193)
+                    pkt = recv.result()
                 except (ConnectionError, OSError):
                     break
                 if not pkt:
