@@ -1,8 +1,10 @@
 """The embedded DNS server of user-defined networks (Docker's 127.0.0.11).
 
 For every container on a user-defined network, a UDP and a TCP socket are
-opened *inside the container's network namespace* on 127.0.0.11:53 (from a
-helper thread that setns()es there; a socket keeps its namespace). One
+opened *inside the container's network namespace* on 127.0.0.11 and a free
+port (from a helper thread that setns()es there; a socket keeps its
+namespace), and nat rules in that namespace send 127.0.0.11:53 to them — port
+53 itself stays free for a DNS server of the container's own, as with Docker. One
 selector thread of skiffd serves all of them. A query is answered from the
 networks of the container it arrived from: container names, aliases and
 short IDs of the containers on the same networks. Other names are forwarded
@@ -80,6 +82,54 @@ def error_response(msg, rcode):
         return None
 
 
+IPTABLES_RESTORE = "iptables-restore"
+IPTABLES = "iptables"
+
+
+HOOKS = (("OUTPUT", ["-d", f"{ADDRESS}/32", "-j", "SKIFF_DNS_OUTPUT"]),
+         ("POSTROUTING", ["-d", f"{ADDRESS}/32", "-j", "SKIFF_DNS_POSTROUTING"]))
+
+
+def redirect_rules(udp_port, tcp_port, hooks=False):
+    """nat rules inside a container namespace: 127.0.0.11:53 → the server's
+    ports, and replies rewritten back to :53 (Docker's DOCKER_OUTPUT and
+    DOCKER_POSTROUTING)."""
+    return "\n".join([
+        "*nat",
+        ":SKIFF_DNS_OUTPUT - [0:0]",
+        ":SKIFF_DNS_POSTROUTING - [0:0]",
+        f"-A SKIFF_DNS_OUTPUT -d {ADDRESS}/32 -p udp -m udp --dport 53 "
+        f"-j DNAT --to-destination {ADDRESS}:{udp_port}",
+        f"-A SKIFF_DNS_OUTPUT -d {ADDRESS}/32 -p tcp -m tcp --dport 53 "
+        f"-j DNAT --to-destination {ADDRESS}:{tcp_port}",
+        f"-A SKIFF_DNS_POSTROUTING -s {ADDRESS}/32 -p udp -m udp --sport {udp_port} "
+        f"-j SNAT --to-source :53",
+        f"-A SKIFF_DNS_POSTROUTING -s {ADDRESS}/32 -p tcp -m tcp --sport {tcp_port} "
+        f"-j SNAT --to-source :53",
+    ] + ([f"-A {chain} {' '.join(rule)}" for chain, rule in HOOKS] if hooks else []) + [
+        "COMMIT", ""])
+
+
+def redirect(netns_path, udp_port, tcp_port, fresh=True):
+    """Load the redirect rules in the namespace (replacing older ones, e.g.
+    from before a daemon restart) and hook them once: in the same load for a
+    ``fresh`` namespace, else after a check."""
+    import subprocess
+    enter = ["nsenter", f"--net={netns_path}"]
+    r = subprocess.run(enter + [IPTABLES_RESTORE, "-w", "5", "--noflush"],
+                       input=redirect_rules(udp_port, tcp_port, hooks=fresh),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise OSError(f"embedded DNS rules in {netns_path}: {r.stderr.strip()}")
+    if fresh:
+        return
+    for chain, rule in HOOKS:
+        if subprocess.run(enter + [IPTABLES, "-w", "5", "-t", "nat", "-C", chain] + rule,
+                          capture_output=True).returncode != 0:
+            subprocess.run(enter + [IPTABLES, "-w", "5", "-t", "nat", "-A", chain] + rule,
+                           capture_output=True, check=True)
+
+
 class DNSServer:
     """``lookup(container_id, name) -> list[str] | None`` (None: not ours),
     ``reverse(container_id, ip) -> str | None``."""
@@ -138,7 +188,9 @@ class DNSServer:
             return set(self._socks)
 
     # -- sockets in container namespaces ---------------------------------
-    def add_container(self, container_id, netns_path):
+    def add_container(self, container_id, netns_path, fresh=True):
+        """Serve the container whose namespace is at ``netns_path``;
+        ``fresh``: nothing of an earlier daemon is in that namespace."""
         if container_id in self._socks:
             return
 
@@ -147,8 +199,7 @@ class DNSServer:
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 for s in (udp, tcp):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((ADDRESS, 53))
+                    s.bind((ADDRESS, 0))  # a free port: port 53 stays the container's
                     s.setblocking(False)
                 tcp.listen(16)
             except BaseException:
@@ -158,6 +209,12 @@ class DNSServer:
             return udp, tcp
 
         udp, tcp = netns.run_in_netns(netns_path, open_sockets)
+        try:
+            redirect(netns_path, udp.getsockname()[1], tcp.getsockname()[1], fresh)
+        except BaseException:
+            udp.close()
+            tcp.close()
+            raise
         with self._lock:
             self._socks[container_id] = [udp, tcp]
             self._sel.register(udp, selectors.EVENT_READ, ("udp", container_id))

@@ -945,7 +945,7 @@ class NetworkManager:
                 self.teardown_container(cid)
             elif self._has_user_endpoints(cid):
                 self.dns.start()
-                self.dns.add_container(cid, sb["netns"])
+                self.dns.add_container(cid, sb["netns"], fresh=False)
 
     def cleanup(self):
         """Daemon shutdown: stop DNS; when no container is left, remove

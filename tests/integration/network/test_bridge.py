@@ -166,6 +166,28 @@ def test_user_network_resolves_names_and_aliases(manager, tmp_path):
     # a container of another network is not known on this one
     r = in_ns(cli["SandboxKey"], ["busybox", "nslookup", "elsewhere", "127.0.0.11"])
     assert r.returncode != 0 and other["IPAddress"] not in r.stdout
+    # port 53 stays the container's own (a DNS server of its own can bind it),
+    # and the embedded server answers over TCP too
+    from skiff.network import dns
+
+    def own_server_and_tcp_query():
+        own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        own.bind(("0.0.0.0", 53))
+        try:
+            import struct
+            msg = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + dns.encode_name("web") + \
+                struct.pack("!HH", dns.TYPE_A, 1)
+            with socket.create_connection(("127.0.0.11", 53), timeout=5) as c:
+                c.sendall(struct.pack("!H", len(msg)) + msg)
+                n = struct.unpack("!H", c.recv(2))[0]
+                data = b""
+                while len(data) < n:
+                    data += c.recv(n - len(data))
+            return data
+        finally:
+            own.close()
+    answer = run_in(cli["SandboxKey"], own_server_and_tcp_query)
+    assert answer[:2] == b"\x00\x07" and answer.endswith(ipaddress.ip_address(web_ip).packed)
     # the default bridge has no embedded DNS: host servers, loopback ones dropped
     assert "127.0.0.11" not in manager.resolv_conf(CID[3])
     assert web["Networks"]["appnet"]["DNSNames"] == ["web", CID[1][:12], "www"]
