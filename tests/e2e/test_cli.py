@@ -363,18 +363,27 @@ def netns_registry(tmp_path):
     default registry address inside the daemon's network namespace."""
     import json as _json
     import shutil
-    import socket as so
     if not shutil.which("docker-registry"):
         pytest.skip("docker-registry not installed")
     procs = []
 
-    def start(d):
+    def start(d, users=None):
         cfg = tmp_path / "registry.yml"
-        cfg.write_text(_json.dumps({
+        conf = {
             "version": "0.1", "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(tmp_path / "storage")},
                         "delete": {"enabled": True}},
-            "http": {"addr": d.registry, "secret": "skiff-cli-test"}}))
+            "http": {"addr": d.registry, "secret": "skiff-cli-test"}}
+        if users:
+            if not shutil.which("htpasswd"):
+                pytest.skip("htpasswd not installed")
+            lines = [subprocess.run(["htpasswd", "-Bbn", u, pw], check=True, text=True,
+                                    capture_output=True).stdout.strip()
+                     for u, pw in users.items()]
+            (tmp_path / "htpasswd").write_text("\n".join(lines) + "\n")
+            conf["auth"] = {"htpasswd": {"realm": "basic-realm",
+                                         "path": str(tmp_path / "htpasswd")}}
+        cfg.write_text(_json.dumps(conf))
         p = subprocess.Popen(["nsenter", f"--net=/run/netns/{d.netns}", "--",
                               "docker-registry", "serve", str(cfg)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -598,3 +607,25 @@ def test_start_attach_returns_exit_status(skiffd):
     ok(skiff(skiffd, "create", "--name", "later", "busybox", "sh", "-c", "echo late; exit 6"))
     r = skiff(skiffd, "start", "-a", "later")
     assert (r.returncode, r.stdout) == (6, "late\n")
+
+
+def test_login_then_push_and_pull_with_credentials(make_skiffd, netns_registry, tmp_path):
+    d = make_skiffd()
+    reg = netns_registry(d, users={"alice": "s3cret"})
+    ref = f"{reg}/private/bb:v1"
+    env = {"SKIFF_CONFIG": str(tmp_path / "cfg")}
+    ok(skiff(d, "tag", "busybox", ref))
+    r = skiff(d, "push", ref, env=env, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr  # the registry wants credentials
+    r = skiff(d, "login", "-u", "alice", "--password-stdin", reg, input="wrong\n", env=env)
+    assert r.returncode == 1, r.stdout
+    r = ok(skiff(d, "login", "-u", "alice", "--password-stdin", reg, input="s3cret\n", env=env))
+    assert r.stdout == "Login Succeeded\n"
+    ok(skiff(d, "push", ref, env=env, timeout=120))
+    ok(skiff(d, "rmi", ref))
+    r = ok(skiff(d, "pull", ref, env=env, timeout=120))
+    assert "Status: Downloaded newer image" in r.stdout or "up to date" in r.stdout
+    assert ok(skiff(d, "logout", reg, env=env)).stdout == f"Removing login credentials for {reg}\n"
+    ok(skiff(d, "rmi", ref))
+    r = skiff(d, "pull", ref, env=env, timeout=120)
+    assert r.returncode == 1

@@ -61,6 +61,12 @@ def cmd_login(cli, args, name="login"):
     server = cmd.args[0] if cmd.args else ""
     user = o.username
     pw = o.password
+    if pw and o.password_stdin:
+        sys.stderr.write("--password and --password-stdin are mutually exclusive\n")
+        return 1
+    if pw:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure. "
+                         "Use --password-stdin.\n")
     if o.password_stdin:
         pw = sys.stdin.read().rstrip("\r\n")
     if not user:
@@ -75,6 +81,9 @@ def cmd_login(cli, args, name="login"):
     cfg.setdefault("auths", {})[_server_key(server)] = {
         "auth": base64.b64encode(f"{user}:{pw}".encode()).decode()}
     _save_config(cfg)
+    sys.stderr.write(f"\nWARNING! Your credentials are stored unencrypted in '{config_path()}'.\n"
+                     "Configure a credential helper to remove this warning. See\n"
+                     "https://docs.docker.com/go/credential-store/\n\n")
     print(r.get("Status") or "Login Succeeded")
     return 0
 

@@ -232,3 +232,20 @@ def test_push_and_import_targets_match_docker(both, tmp_path):
             sent[tool] = [(r.method, r.path, r.query, r.body) for r in rec.requests
                           if r.path != "/_ping"]
         assert sent["skiff"] == sent["docker"], args
+
+
+def test_login_logout_like_docker(both, tmp_path):
+    import json as _json
+    routes = {("POST", "/auth"): (200, {"Status": "Login Succeeded", "IdentityToken": ""})}
+    env = {"DOCKER_CONFIG": str(tmp_path / "d"), "SKIFF_CONFIG": str(tmp_path / "s")}
+    res = both(["login", "-u", "me", "--password-stdin", "127.0.0.1:5999"], routes,
+               stdin="secret\n", env=env)
+    for tool, (p, rec) in res.items():
+        assert (p.returncode, p.stdout) == (0, "Login Succeeded\n"), (tool, p.stderr)
+        assert rec.find("POST", "/auth")[0].json() == {
+            "username": "me", "password": "secret", "serveraddress": "127.0.0.1:5999"}
+    saved = [_json.load(open(tmp_path / d / "config.json")) for d in ("d", "s")]
+    assert saved[0] == saved[1]
+    res = both(["logout", "127.0.0.1:5999"], routes, env=env)
+    assert res["skiff"][0].stdout == res["docker"][0].stdout
+    assert _json.load(open(tmp_path / "s" / "config.json")) == {"auths": {}}
