@@ -56,17 +56,27 @@ def start_daemon(host, err=None):
     if kind != "unix":
         raise ConnectError(host)
     cmd, exec_root, log = daemon_command(sock)
-    os.makedirs(exec_root, exist_ok=True)
-    os.makedirs(os.path.dirname(os.path.abspath(sock)), exist_ok=True)
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    lock_path = os.path.join(exec_root, "skiffd.autostart.lock")
-    with open(lock_path, "a") as lock:
+    try:
+        os.makedirs(exec_root, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(sock)), exist_ok=True)
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        lock = open(os.path.join(exec_root, "skiffd.autostart.lock"), "a")
+    except OSError as e:
+        raise AutostartError(host, f"Cannot connect to the skiff daemon at {host}. Is skiffd "
+                                   f"running? (starting it failed: {e.strerror}: "
+                                   f"{e.filename})") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _answers(host):
             return None
-        with open(log, "ab") as logf:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                    start_new_session=True, close_fds=True, cwd="/")
+        try:
+            with open(log, "ab") as logf:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                        stderr=logf, start_new_session=True, close_fds=True,
+                                        cwd="/")
+        except OSError as e:
+            raise AutostartError(host, f"Cannot connect to the skiff daemon at {host}. Is "
+                                       f"skiffd running? (starting it failed: {e})") from None
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             rc = proc.poll()

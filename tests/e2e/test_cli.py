@@ -629,3 +629,21 @@ def test_login_then_push_and_pull_with_credentials(make_skiffd, netns_registry, 
     ok(skiff(d, "rmi", ref))
     r = skiff(d, "pull", ref, env=env, timeout=120)
     assert r.returncode == 1
+
+
+def test_prunes(skiffd):
+    ok(skiff(skiffd, "volume", "create", "prunable"))
+    r = ok(skiff(skiffd, "volume", "prune", "-af"))
+    assert "Deleted Volumes:\nprunable\n" in r.stdout
+    ok(skiff(skiffd, "network", "create", "prunenet"))
+    r = ok(skiff(skiffd, "network", "prune", "-f"))
+    assert r.stdout == "Deleted Networks:\nprunenet\n"
+    r = ok(skiff(skiffd, "image", "prune", "-f"))
+    assert r.stdout.endswith("Total reclaimed space: 0B\n")
+    assert "busybox" in skiff(skiffd, "images").stdout
+    # without -f the question is asked; "n" keeps everything
+    ok(skiff(skiffd, "volume", "create", "kept"))
+    r = ok(skiff(skiffd, "volume", "prune", "-a", input="n\n"))
+    assert "Are you sure you want to continue? [y/N]" in r.stdout
+    assert "kept" in skiff(skiffd, "volume", "ls", "-q").stdout
+    ok(skiff(skiffd, "volume", "rm", "kept"))
