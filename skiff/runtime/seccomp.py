@@ -191,10 +191,93 @@ def compile_bpf(section: dict) -> bytes:
         while True:
             b = os.read(fd, 65536)
             if not b:
-                return bytes(out)
+                break
             out += b
     finally:
         os.close(fd)
+    return enosys_stub(section, pyseccomp) + bytes(out)
+
+
+# -- the -ENOSYS stub (runc's patchbpf) --------------------------------------
+# A syscall newer than every syscall the profile names is one the profile's
+# author did not know; with a deny-by-default profile it would get EPERM, and
+# libc would not fall back to the older call (it does on ENOSYS: clone3,
+# fchmodat2, ...). runc prepends a check that answers ENOSYS for those; so
+# does this. Classic BPF: struct sock_filter {u16 code; u8 jt, jf; u32 k}.
+_LD_W_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+_X32_BIT = 0x40000000
+_AUDIT_X86_64 = 62 | _AUDIT_64 | _AUDIT_LE
+
+
+def _assemble(prog: list) -> bytes:
+    """Instructions are (code, jt, jf, k); jt/jf/k may name a label (a str
+    item in the list marks a label's position)."""
+    import struct
+    labels, insns = {}, []
+    for item in prog:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(insns):
+        rel = lambda x: labels[x] - i - 1 if isinstance(x, str) else x  # noqa: E731
+        if code == _JA:
+            k = rel(k)
+        jt, jf = rel(jt), rel(jf)
+        if not (0 <= jt <= 255 and 0 <= jf <= 255):
+            raise ValueError("seccomp stub: jump too long")
+        out += struct.pack("<HBBI", code, jt, jf, k)
+    return bytes(out)
+
+
+def enosys_stub(section: dict, pyseccomp) -> bytes:
+    """The stub to prepend to the filter (b"" when not wanted: allow/log by
+    default, or the default errno already is ENOSYS)."""
+    if section["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        return b""
+    if section.get("defaultErrnoRet") == _errno.ENOSYS:
+        return b""
+    arches = [ARCHES[a] for a in section.get("architectures") or []]
+    native = pyseccomp.system_arch()
+    if native not in arches:
+        arches.append(native)
+    names = {n for call in section.get("syscalls") or []
+             for n in (call.get("names") or [call.get("name")]) if n}
+    # audit arch → {scmp arch: largest syscall number named}
+    last: dict[int, dict[int, int]] = {}
+    for arch in arches:
+        nrs = [pyseccomp.resolve_syscall(arch, n) for n in names]
+        top = max((x for x in nrs if x >= 0), default=-1)
+        if top < 0:
+            continue
+        audit = _AUDIT_X86_64 if arch == ARCHES["SCMP_ARCH_X32"] else arch
+        last.setdefault(audit, {})[arch] = top
+    if not last:
+        return b""
+    enosys = 0x00050000 | _errno.ENOSYS
+    x86_64, x32 = ARCHES["SCMP_ARCH_X86_64"], ARCHES["SCMP_ARCH_X32"]
+    prog = [(_LD_W_ABS, 0, 0, 4)]
+    for audit in last:
+        prog.append((_JEQ, f"arch{audit}", 0, audit))
+    prog.append((_JA, 0, 0, "filter"))
+    for audit, tops in last.items():
+        prog.append(f"arch{audit}")
+        prog.append((_LD_W_ABS, 0, 0, 0))
+        if audit == _AUDIT_X86_64:
+            if x86_64 in tops and x32 in tops:
+                prog += [(_JSET, f"x32_{audit}", 0, _X32_BIT),
+                         (_JGT, "enosys", "filter_j", tops[x86_64]),
+                         f"x32_{audit}",
+                         (_JGT, "enosys", "filter_j", tops[x32])]
+                continue
+            if x86_64 in tops:   # x32 calls are not this section's business
+                prog.append((_JSET, "filter_j", 0, _X32_BIT))
+            else:
+                prog.append((_JSET, 0, "filter_j", _X32_BIT))
+        prog.append((_JGT, "enosys", "filter_j", next(iter(tops.values()))))
+    prog += ["filter_j", (_JA, 0, 0, "filter"), "enosys", (_RET, 0, 0, enosys), "filter"]
+    return _assemble(prog)
 
 
 def _cache_key(section: dict) -> str:

@@ -134,3 +134,42 @@ def test_cache_reuses_compiled_program(tmp_path):
     other = dict(SECTION, defaultAction="SCMP_ACT_LOG")
     seccomp.prepare(other, str(tmp_path))
     assert len(os.listdir(tmp_path)) == 2
+
+
+def test_syscalls_newer_than_the_profile_get_enosys():
+    """runc's -ENOSYS stub: with a deny-by-default profile, a syscall numbered
+    above every syscall the profile names answers ENOSYS (so libc falls back),
+    an older unlisted one the default errno (EPERM)."""
+    allowed = ["read", "write", "exit", "exit_group", "rt_sigreturn", "rt_sigprocmask",
+               "rt_sigaction", "mmap", "munmap", "brk", "futex", "getppid", "close",
+               "getrandom"]                      # getrandom = 318: the highest named
+    prog = seccomp.prepare({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                              "SCMP_ARCH_X32"],
+                            "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]})
+
+    def child():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(110) <= 0:                                   # getppid: allowed
+            return 1
+        if libc.syscall(39) != -1 or ctypes.get_errno() != errno.EPERM:   # getpid
+            return 2
+        if libc.syscall(332, -100, b"/", 0, 0, None) != -1 or \
+                ctypes.get_errno() != errno.ENOSYS:                  # statx (332 > 318)
+            return 3
+        return 0
+
+    status = _in_child(prog, child)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_stub_only_for_deny_by_default_profiles():
+    import pyseccomp
+    calls = [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+    assert seccomp.enosys_stub({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": calls},
+                               pyseccomp) == b""
+    assert seccomp.enosys_stub({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+                                "syscalls": calls}, pyseccomp) == b""
+    stub = seccomp.enosys_stub({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": calls},
+                               pyseccomp)
+    assert stub and len(stub) % 8 == 0
