@@ -327,8 +327,11 @@ class DNSServer:
                 else:
                     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                         s.settimeout(2)
-                        s.sendto(msg, (server, 53))
-                        data, _ = s.recvfrom(65535)
+                        # connected: answers from elsewhere are dropped, and an
+                        # unreachable server fails at once (ECONNREFUSED)
+                        s.connect((server, 53))
+                        s.send(msg)
+                        data = s.recv(65535)
                 if data[:2] == msg[:2]:
                     reply(data)
                     return
