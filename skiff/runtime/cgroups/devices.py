@@ -8,18 +8,31 @@ the resulting state (default allow/deny plus exceptions), which the eBPF
 program then encodes.
 """
 
-from dataclasses import dataclass
-
 WILDCARD = -1
 
 
-@dataclass(frozen=True)
 class Rule:
-    allow: bool
-    type: str        # "a", "c", "b"
-    major: int       # -1 = any
-    minor: int       # -1 = any
-    access: str      # subset of "rwm"
+    """One device rule: ``allow``, ``type`` ("a", "c", "b"), ``major`` and
+    ``minor`` (-1 = any), ``access`` (subset of "rwm"). (A plain class: the
+    dataclasses import costs more than this whole module.)"""
+
+    __slots__ = ("allow", "type", "major", "minor", "access")
+
+    def __init__(self, allow: bool, type: str, major: int, minor: int, access: str):
+        self.allow, self.type, self.major, self.minor, self.access = \
+            allow, type, major, minor, access
+
+    def __eq__(self, other):
+        return isinstance(other, Rule) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def _key(self):
+        return (self.allow, self.type, self.major, self.minor, self.access)
+
+    def __repr__(self):
+        return f"Rule{self._key()}"
 
     def v1_line(self) -> str:
         if self.type == "a":
