@@ -192,3 +192,39 @@ def test_allocation_is_unique_across_processes_and_threads(tmp_path):
         p.join()
     assert len(got) == 90 and len(set(got)) == 90
     assert json.dumps(sorted(got))  # all plain strings
+
+
+def test_network_mode_and_endpoints_config_parsing():
+    from skiff.network.manager import NetworkManager as NM
+    assert NM._parse_networks(None) == ("bridge", [("bridge", {})])
+    assert NM._parse_networks("default") == ("bridge", [("bridge", {})])
+    assert NM._parse_networks("host") == ("host", [])
+    assert NM._parse_networks("container:abc") == ("container:abc", [])
+    assert NM._parse_networks({"default": {}}) == ("bridge", [("bridge", {})])
+    mode, nets = NM._parse_networks({"app": {"Aliases": ["a"]}, "db": None})
+    assert mode == "app" and nets == [("app", {"Aliases": ["a"]}), ("db", {})]
+    with pytest.raises(errors.InvalidArgument):
+        NM._parse_networks({"host": {}, "app": {}})
+    assert NM._endpoint_cfg({"IPAMConfig": {"IPv4Address": "10.0.0.5"}, "Aliases": ["x"]}) == \
+        ("10.0.0.5", ["x"])
+    assert NM._mac_cfg({"MacAddress": "02:AA:bb:cc:dd:ee"}) == "02:aa:bb:cc:dd:ee"
+    with pytest.raises(errors.InvalidArgument):
+        NM._mac_cfg({"MacAddress": "nope"})
+
+
+def test_until_filter_values():
+    from skiff.network.manager import NetworkManager as NM
+    assert NM._until("1700000000") == "2023-11-14T22:13:20Z"
+    assert NM._until("2024-01-01T00:00:00Z") == "2024-01-01T00:00:00Z"
+    assert NM._until("90m") < NM._until("1m")
+    with pytest.raises(errors.InvalidArgument):
+        NM._until("yesterday")
+
+
+def test_embedded_dns_redirect_rules():
+    text = dns.redirect_rules(40001, 40002, hooks=True)
+    assert "-A SKIFF_DNS_OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT " \
+           "--to-destination 127.0.0.11:40001" in text
+    assert "--sport 40002 -j SNAT --to-source :53" in text
+    assert "-A OUTPUT -d 127.0.0.11/32 -j SKIFF_DNS_OUTPUT" in text
+    assert "-A OUTPUT" not in dns.redirect_rules(1, 2, hooks=False)
