@@ -1,19 +1,24 @@
 """Drive an interactive docker CLI through a real pty."""
 
+import fcntl
 import os
 import pty
 import select
+import struct
+import termios
 import time
 
 
-def run_in_pty(argv, env, script, timeout=20):
+def run_in_pty(argv, env, script, timeout=20, size=(31, 97)):
     """Run ``argv`` on a pty; ``script`` is a list of (wait_for_bytes|None, send_bytes).
     Returns (output bytes, exit code)."""
     pid, fd = pty.fork()
     if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
         os.environ.clear()
         os.environ.update(env)
         os.execvp(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     out = b""
     steps = list(script)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,80 @@
+"""/_ping, /version, /info and error shapes, as clients read them."""
+
+import json
+import socket
+
+import docker
+import pytest
+
+
+def _raw(sock, req: bytes) -> bytes:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(req)
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    return out
+
+
+def test_ping_headers(skiffd):
+    for method in ("HEAD", "GET"):
+        out = _raw(skiffd.sock, f"{method} /_ping HTTP/1.0\r\n\r\n".encode())
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        assert lines[0].startswith("HTTP/1.") and " 200 " in lines[0]
+        h = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        assert h["api-version"] == "1.47" and h["ostype"] == "linux"
+        assert h["builder-version"] and h["swarm"] == "inactive"
+        assert h["cache-control"] == "no-cache, no-store, must-revalidate"
+        assert h["server"].startswith("Docker/")
+        assert body == (b"OK" if method == "GET" else b"")
+
+
+def test_version_info_and_negotiation(skiffd):
+    v = json.loads(skiffd.docker("version", "--format", "{{json .Server}}", check=True).stdout)
+    assert v["ApiVersion"] == "1.47" and v["MinAPIVersion"] == "1.24"
+    assert v["Os"] == "linux" and v["Components"][0]["Name"] == "Engine"
+    info = skiffd.client.info()
+    assert info["OSType"] == "linux" and info["Driver"] == "overlay2"
+    assert info["DockerRootDir"] == skiffd.data_root
+    assert "runc" in info["Runtimes"] and "crun" in info["Runtimes"]
+    assert info["Swarm"]["LocalNodeState"] == "inactive"
+    r = skiffd.docker("info", "--format", "{{.ServerVersion}} {{.Containers}}", check=True)
+    assert r.stdout.split()[1] == "0"
+    # every /vX.Y/ prefix in range works; outside it, Docker's message
+    out = _raw(skiffd.sock, b"GET /v1.24/version HTTP/1.0\r\n\r\n")
+    assert b" 200 " in out.split(b"\r\n")[0]
+    out = _raw(skiffd.sock, b"GET /v1.99/version HTTP/1.0\r\n\r\n")
+    assert b" 400 " in out.split(b"\r\n")[0]
+    assert b"client version 1.99 is too new. Maximum supported API version is 1.47" in out
+    # an old client pinned at 1.41 still works
+    old = docker.APIClient(base_url=skiffd.host, version="1.41")
+    assert old.version()["ApiVersion"] == "1.47"
+    old.close()
+
+
+def test_errors_are_docker_shaped(skiffd):
+    out = _raw(skiffd.sock, b"GET /v1.44/containers/nope/json HTTP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b" 404 " in head.split(b"\r\n")[0]
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"message": "No such container: nope"}
+    with pytest.raises(docker.errors.ImageNotFound):
+        skiffd.client.containers.create("no-such-image-here:v1")
+    out = _raw(skiffd.sock, b"GET /v1.44/no/such/route HTTP/1.0\r\n\r\n")
+    assert b" 404 " in out.split(b"\r\n")[0]
+    r = skiffd.docker("kill", "nope")
+    assert r.returncode == 1 and "No such container: nope" in r.stderr
+
+
+def test_system_df_and_events_filters(skiffd):
+    skiffd.docker("create", "--name", "dfc", "busybox", "true", check=True)
+    df = skiffd.client.df()
+    assert [c["Names"] for c in df["Containers"]] == [["/dfc"]]
+    r = skiffd.docker("system", "df", check=True)
+    assert "Containers" in r.stdout
