@@ -1128,3 +1128,65 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     if annotations:
         spec["annotations"] = annotations
     return spec
+
+
+def validate(container_config: dict | None, host_config: dict | None, *,
+             host_caps=None) -> list[str]:
+    """The checks ``docker create`` makes before anything exists, with
+    Docker's messages; returns Docker's create warnings. For the engine's
+    create (build_spec runs again at start, with the rootfs mounted)."""
+    cc = container_config or {}
+    hc = host_config or {}
+    warns: list[str] = []
+    wd = cc.get("WorkingDir")
+    if wd and not wd.startswith("/"):
+        raise _inv(f"the working directory '{wd}' is invalid, it needs to be an "
+                   "absolute path")
+    if (hc.get("UTSMode") or "") == "host" and cc.get("Hostname"):
+        raise _inv("Conflicting options: hostname and the UTS mode")
+    net_mode = hc.get("NetworkMode") or ""
+    if net_mode.startswith("container:") and cc.get("Hostname"):
+        raise _inv("conflicting options: hostname and the network mode")
+    caps = tweak_caps(hc.get("CapAdd"), hc.get("CapDrop"), bool(hc.get("Privileged")),
+                      host_caps if host_caps is not None else host_bounding_caps())
+    sec = parse_security_opts(hc.get("SecurityOpt"), warns)
+    if sec["seccomp"] and sec["seccomp"] != "unconfined" and not hc.get("Privileged"):
+        from skiff.engine import seccomp_default
+
+        val = sec["seccomp"]
+        if not val.lstrip().startswith("{"):
+            try:
+                with open(val) as f:
+                    val = f.read()
+            except OSError as e:
+                raise _inv(f"opening seccomp profile ({sec['seccomp']}) failed: "
+                           f"{os.strerror(e.errno).lower()}")
+        seccomp_default.load_profile(val, caps)
+    build_resources(hc, warns)
+    build_rlimits(hc.get("Ulimits"))
+    oom = hc.get("OomScoreAdj")
+    if oom and not -1000 <= int(oom) <= 1000:
+        raise _inv(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
+    if (hc.get("ShmSize") or 0) < 0:
+        raise _inv("SHM size can not be less than 0")
+    seen = set()
+    reqs = [parse_bind(b) for b in hc.get("Binds") or []]
+    reqs += [parse_mount(m) for m in hc.get("Mounts") or []]
+    reqs += [parse_tmpfs(d, o) for d, o in (hc.get("Tmpfs") or {}).items()]
+    for r in reqs:
+        if r.target in seen:
+            raise _inv(f"Duplicate mount point: {r.target}")
+        seen.add(r.target)
+    for kind, key in (("ipc", "IpcMode"), ("pid", "PidMode"), ("uts", "UTSMode")):
+        mode = hc.get(key) or ""
+        if not mode.startswith("container:"):
+            _ns_mode(mode, kind, None)
+    cgns = hc.get("CgroupnsMode") or "private"
+    if cgns not in ("private", "host"):
+        raise _inv(f"invalid cgroup namespace mode: {cgns}")
+    _validate_sysctls(dict(hc.get("Sysctls") or {}), (hc.get("IpcMode") or "") == "host",
+                      net_mode == "host", (hc.get("UTSMode") or "") == "host")
+    _device_mappings(hc.get("Devices"))
+    for rule in hc.get("DeviceCgroupRules") or []:
+        parse_device_rule(rule)
+    return warns

@@ -423,3 +423,15 @@ def test_engine_form(tmp_path, rootfs):
     # copy-up into the fresh volume the engine created
     assert os.path.exists(os.path.join(vol["Mountpoint"], "seed.txt"))
     assert s["linux"]["seccomp"]["defaultErrnoRet"] == 1
+
+
+def test_validate_for_create():
+    assert create.validate({}, {"Memory": 64 << 20}) == []
+    with pytest.raises(errors.InvalidArgument, match="Minimum memory limit allowed is 6MB"):
+        create.validate({}, {"Memory": 1024})
+    with pytest.raises(errors.InvalidArgument, match="Duplicate mount point"):
+        create.validate({}, {"Binds": ["/a:/x"], "Tmpfs": {"/x": ""}})
+    with pytest.raises(errors.InvalidArgument, match='unknown capability: "CAP_NOPE"'):
+        create.validate({}, {"CapAdd": ["nope"]}, host_caps=HOST_CAPS)
+    w = create.validate({}, {"OomKillDisable": True, "SecurityOpt": ["apparmor=x"]})
+    assert len(w) == 2
