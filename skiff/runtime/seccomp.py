@@ -14,6 +14,11 @@ Semantics follow runc (libcontainer/seccomp/seccomp_linux.go):
   When two conditions name the same argument index, each becomes its own
   rule (libseccomp cannot AND them; runc's fallback).
 - ``flags``: SECCOMP_FILTER_FLAG_TSYNC, _LOG, _SPEC_ALLOW.
+- runc's -ENOSYS stub: with a deny-by-default profile, a syscall numbered
+  above every syscall the profile names gets ENOSYS instead of the default
+  errno, so libc falls back to the older call (:func:`enosys_stub`).
+- Not done: SCMP_ACT_NOTIFY / listenerPath (refused with a clear error);
+  the bad-architecture action is libseccomp's default (kill), as runc.
 
 Speed: the filter is compiled by libseccomp (through the ``pyseccomp`` ctypes
 package, imported only when compiling) into classic BPF, and the program is

@@ -261,3 +261,33 @@ def test_destroy_of_a_missing_cgroup_is_quiet():
     with pytest.raises(OSError) as e:
         mgr.freeze(timeout=0.1)
     assert e.value.errno in (errno.ENOENT, errno.ENOTSUP)
+
+
+def test_nested_path_gets_cpuset_and_parent_stays(make_cgroup):
+    """A path like the engine's /skiff/<id>: missing parents are created (v1
+    cpuset gets cpus/mems copied into each new level, or no task could join);
+    destroy removes the leaf only, as runc does."""
+    _n[0] += 1
+    parent = f"skiff-mtest-{os.getpid()}-p{_n[0]}"
+    mgr = cgroups.for_spec("leaf", {"cgroupsPath": f"/{parent}/leaf",
+                                    "resources": {"pids": {"limit": 3}}})
+    parents = {k: os.path.dirname(v) for k, v in mgr.paths.items()}
+    try:
+        mgr.create()
+        p = subprocess.Popen(["sleep", "100"])
+        try:
+            mgr.add(p.pid)
+            assert mgr.pids() == [p.pid]
+            if "cpuset" in mgr.paths:
+                assert _read(parents["cpuset"], "cpuset.cpus") != ""
+                assert _read(mgr.paths["cpuset"], "cpuset.mems") != ""
+        finally:
+            mgr.destroy()
+            p.wait(timeout=10)
+        assert not mgr.exists()
+        assert all(os.path.isdir(d) for d in parents.values())
+    finally:
+        mgr.destroy()
+        for d in set(parents.values()):
+            if os.path.isdir(d):
+                os.rmdir(d)
