@@ -1,0 +1,72 @@
+"""Runtimes side by side, healthchecks, commit/export, published ports."""
+
+import io
+import json
+import tarfile
+import time
+
+import pytest
+
+
+def wait_for(pred, timeout=20, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.parametrize("runtime", ["runc", "crun", "skiff-runtime"])
+def test_runtime_selectable_per_container(skiffd, runtime):
+    r = skiffd.docker("run", "--rm", "--runtime", runtime, "busybox", "sh", "-c",
+                      "echo $(cat /proc/self/status | grep -c Cap); exit 4")
+    assert r.returncode == 4, r.stderr
+    assert r.stdout.strip() == "5"
+    skiffd.docker("run", "-d", "--name", "rt", "--runtime", runtime, "busybox", "sleep", "300",
+                  check=True)
+    assert json.loads(skiffd.docker("inspect", "rt").stdout)[0]["HostConfig"]["Runtime"] == runtime
+    assert skiffd.docker("exec", "rt", "echo", "ok", check=True).stdout == "ok\n"
+    skiffd.docker("pause", "rt", check=True)
+    skiffd.docker("unpause", "rt", check=True)
+    skiffd.docker("rm", "-f", "rt", check=True)
+
+
+def test_healthcheck_run_by_the_daemon(skiffd):
+    skiffd.docker("run", "-d", "--name", "hc", "--health-cmd", "test -e /tmp/ok",
+                  "--health-interval", "200ms", "--health-retries", "2",
+                  "busybox", "sleep", "300", check=True)
+    health = lambda: json.loads(skiffd.docker("inspect", "hc").stdout)[0]["State"]["Health"]  # noqa
+    wait_for(lambda: health()["Status"] == "unhealthy")
+    assert health()["FailingStreak"] >= 2 and health()["Log"][-1]["ExitCode"] == 1
+    assert "(unhealthy)" in skiffd.docker("ps", "--format", "{{.Status}}").stdout
+    skiffd.docker("exec", "hc", "touch", "/tmp/ok", check=True)
+    wait_for(lambda: health()["Status"] == "healthy")
+    assert skiffd.docker("ps", "-q", "--filter", "health=healthy").stdout.strip()
+
+
+def test_commit_and_export(skiffd):
+    skiffd.docker("run", "--name", "cm", "busybox", "sh", "-c", "echo layer > /hello.txt", check=True)
+    r = skiffd.docker("commit", "-c", "CMD [\"cat\", \"/hello.txt\"]", "cm", "committed:v1", check=True)
+    assert r.stdout.strip().startswith("sha256:")
+    assert skiffd.docker("run", "--rm", "committed:v1").stdout == "layer\n"
+    r = skiffd.docker("export", "cm", text=False, check=True)
+    names = tarfile.open(fileobj=io.BytesIO(r.stdout)).getnames()
+    assert any(n.lstrip("./") == "hello.txt" for n in names)
+    assert any(n.lstrip("./") == "bin/busybox" for n in names)
+    skiffd.docker("rm", "cm", check=True)
+    skiffd.docker("rmi", "committed:v1", check=True)
+
+
+def test_published_port_reaches_the_container(skiffd):
+    skiffd.docker("run", "-d", "--name", "web", "-p", "127.0.0.1:18080:80", "busybox", "sh", "-c",
+                  "mkdir -p /www && echo served > /www/index.html && httpd -f -p 80 -h /www",
+                  check=True)
+    assert "127.0.0.1:18080->80/tcp" in skiffd.docker("ps", "--format", "{{.Ports}}").stdout
+    assert skiffd.docker("port", "web", check=True).stdout.strip() == "80/tcp -> 127.0.0.1:18080"
+
+    def fetch():
+        r = skiffd.nsexec("wget", "-q", "-O", "-", "http://127.0.0.1:18080/", timeout=5)
+        return r.stdout if r.returncode == 0 else None
+    assert wait_for(fetch, timeout=10) == "served\n"
