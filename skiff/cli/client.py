@@ -40,10 +40,19 @@ class ConnectError(Exception):
     """No daemon answers at ``host``."""
 
     def __init__(self, host, cause=None):
-        super().__init__(
-            f"Cannot connect to the skiff daemon at {host}. Is skiffd running?")
+        if isinstance(cause, PermissionError):
+            msg = (f"permission denied while trying to connect to the skiff daemon socket "
+                   f"at {host}: {cause.strerror.lower() if cause.strerror else cause}")
+        else:
+            msg = f"Cannot connect to the skiff daemon at {host}. Is skiffd running?"
+        super().__init__(msg)
         self.host = host
         self.cause = cause
+
+    @property
+    def nobody_there(self):
+        """True when no daemon listens (so one may be started)."""
+        return isinstance(self.cause, (FileNotFoundError, ConnectionRefusedError))
 
 
 class APIError(Exception):

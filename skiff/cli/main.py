@@ -96,8 +96,8 @@ class Cli:
             c = Client(self.host)
             try:
                 c.negotiate()
-            except ConnectError:
-                if not self.autostart:
+            except ConnectError as e:
+                if not self.autostart or not e.nobody_there:
                     raise
                 from skiff.cli.autostart import start_daemon
                 start_daemon(self.host, self.err)
