@@ -136,3 +136,34 @@ def test_push_pull_local_registry(skiffd, netns_registry):
         assert "not found" in r.stderr or "manifest unknown" in r.stderr
     finally:
         _rmi_quiet(skiffd, ref, f"{host}/library/h5bshort:latest", "h5bshort:latest")
+
+
+def test_login_and_authenticated_push(skiffd, tmp_path):
+    import shutil
+
+    if not shutil.which("htpasswd"):
+        pytest.skip("htpasswd (apache2-utils) not installed")
+    reg = NetnsRegistry(skiffd, str(tmp_path / "authreg"))
+    reg.reg.htpasswd = {"h5b": "s3cret"}
+    reg.start()
+    host = reg.host
+    ref = f"{host}/h5b/private:1"
+    try:
+        r = skiffd.docker("login", "-u", "h5b", "--password-stdin", host, input="wrong\n")
+        assert r.returncode == 1 and "401 Unauthorized" in r.stderr, r.stderr
+        skiffd.docker("tag", "busybox", ref, check=True)
+        r = skiffd.docker("push", ref, timeout=120)
+        out = (r.stdout + r.stderr).lower()
+        assert r.returncode != 0
+        assert "no basic auth credentials" in out or "unauthorized" in out
+        r = skiffd.docker("login", "-u", "h5b", "--password-stdin", host, input="s3cret\n")
+        assert r.returncode == 0 and "Login Succeeded" in r.stdout, r.stderr
+        r = skiffd.docker("push", ref, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        skiffd.docker("rmi", ref, check=True)
+        r = skiffd.docker("pull", ref, timeout=120)
+        assert r.returncode == 0, r.stderr
+    finally:
+        skiffd.docker("logout", host)
+        reg.stop()
+        _rmi_quiet(skiffd, ref)
