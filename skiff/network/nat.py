@@ -123,18 +123,36 @@ class Iptables:
             self.ensure_hooks()
 
     def ensure_hooks(self):
-        for table, chain, rule in HOOKS:
-            if self._run(["-t", table, "-C", chain] + rule, check=False).returncode != 0:
-                self._run(["-t", table, "-I", chain, "1"] + rule)
+        missing = [h for h in HOOKS
+                   if self._run(["-t", h[0], "-C", h[1]] + h[2], check=False).returncode != 0]
+        if any(h[1] == "FORWARD" for h in missing):
+            # FORWARD must read SKIFF-USER, then SKIFF-FORWARD: re-insert both
+            for table, chain, rule in HOOKS:
+                if chain == "FORWARD":
+                    while self._run(["-t", table, "-D", chain] + rule,
+                                    check=False).returncode == 0:
+                        pass
+            missing = [h for h in HOOKS if h[1] == "FORWARD"] + \
+                [h for h in missing if h[1] != "FORWARD"]
+        for table, chain, rule in missing:
+            self._run(["-t", table, "-I", chain, "1"] + rule)
         self._hooked = True
 
     def remove_all(self):
-        """Remove every hook and chain of skiff (SKIFF-USER included)."""
+        """Remove every hook and chain of skiff. SKIFF-USER goes only while it
+        holds nothing but its RETURN: rules a user put there are kept (with
+        their FORWARD hook), as Docker keeps DOCKER-USER."""
+        user = self._run(["-t", "filter", "-S", "SKIFF-USER"], check=False).stdout.split("\n")
+        keep_user = any(line.startswith("-A SKIFF-USER") and line != "-A SKIFF-USER -j RETURN"
+                        for line in user)
         for table, chain, rule in HOOKS:
+            if keep_user and rule == ["-j", "SKIFF-USER"]:
+                continue
             while self._run(["-t", table, "-D", chain] + rule, check=False).returncode == 0:
                 pass
         self._hooked = False
-        for table, chains in (("filter", CHAINS_FILTER + ("SKIFF-USER",)), ("nat", CHAINS_NAT),
+        user_chain = () if keep_user else ("SKIFF-USER",)
+        for table, chains in (("filter", CHAINS_FILTER + user_chain), ("nat", CHAINS_NAT),
                               ("raw", CHAINS_RAW)):
             for c in chains:
                 self._run(["-t", table, "-F", c], check=False)

@@ -470,10 +470,25 @@ def test_30_concurrent_endpoints_distinct_and_nothing_left(manager, tmp_path):
         assert manager.exec_root not in f.read()
     manager.remove("bulk")
     assert br not in _links()
+    # a rule of the user's in SKIFF-USER survives the daemon's shutdown
+    subprocess.run(["iptables", "-I", "SKIFF-USER", "-s", "10.66.0.0/16", "-j", "DROP"],
+                   check=True)
     assert manager.cleanup() is True
     after = _iptables_save()
-    assert "SKIFF" not in after and "skiff0" not in _links()
+    assert [l for l in after.splitlines() if "SKIFF" in l] == [
+        ":SKIFF-USER - [0:0]", "-A FORWARD -j SKIFF-USER",
+        "-A SKIFF-USER -s 10.66.0.0/16 -j DROP", "-A SKIFF-USER -j RETURN"]
+    assert "skiff0" not in _links()
     assert before_rules.count("SKIFF") > 0
+    # the next daemon start keeps it first in FORWARD
+    manager._ipt = type(manager._ipt)()
+    manager.ensure_default()
+    forward = [l for l in _iptables_save().splitlines() if l.startswith("-A FORWARD")]
+    assert forward == ["-A FORWARD -j SKIFF-USER", "-A FORWARD -j SKIFF-FORWARD"]
+    subprocess.run(["iptables", "-D", "SKIFF-USER", "-s", "10.66.0.0/16", "-j", "DROP"],
+                   check=True)
+    manager.cleanup()
+    assert "SKIFF" not in _iptables_save()
 
 
 def test_restore_after_restart_and_cleanup_refuses_with_containers(manager_factory, tmp_path):
