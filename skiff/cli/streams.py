@@ -5,7 +5,6 @@ docker's JSON message display (pull/push/load progress)."""
 import os
 import struct
 import sys
-import threading
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 
@@ -174,8 +173,15 @@ class Session:
 
     def start_stdin(self):
         if self.stdin:
+            import threading
             self._stdin_thread = threading.Thread(target=self._copy_stdin, daemon=True)
             self._stdin_thread.start()
+        else:
+            # like docker's hijackedIOStreamer: no input → send EOF at once
+            try:
+                self.sock.shutdown(1)  # SHUT_WR
+            except OSError:
+                pass
 
     def run(self, out=None, err=None):
         """Copy output until the stream ends (or the user detaches)."""
