@@ -647,3 +647,19 @@ def test_prunes(skiffd):
     assert "Are you sure you want to continue? [y/N]" in r.stdout
     assert "kept" in skiff(skiffd, "volume", "ls", "-q").stdout
     ok(skiff(skiffd, "volume", "rm", "kept"))
+
+
+def test_filters_and_image_inspect_match_docker(skiffd):
+    ok(skiff(skiffd, "run", "--name", "f-exited", "--label", "team=a", "busybox", "true"))
+    ok(skiff(skiffd, "run", "-d", "--name", "f-running", "--label", "team=b", "busybox",
+             "sleep", "300"))
+    for args in (["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"],
+                 ["ps", "-a", "--filter", "label=team=b", "--format", "{{.Names}}"],
+                 ["ps", "-a", "--filter", "name=f-", "--format", "{{.Names}} {{.Labels}}"],
+                 ["ps", "-aq", "--no-trunc", "--filter", "status=running"],
+                 ["image", "inspect", "busybox"], ["inspect", "--type", "image", "busybox"],
+                 ["image", "inspect", "-f", "{{.Id}} {{.Config.Cmd}} {{.RepoTags}}", "busybox"],
+                 ["images", "--digests"], ["history", "--no-trunc", "busybox"],
+                 ["container", "ls", "-a", "--format", "table {{.Names}}\t{{.Status}}"]):
+        s, d = skiff(skiffd, *args), skiffd.docker(*args)
+        assert (s.returncode, s.stdout) == (d.returncode, d.stdout), args
