@@ -12,6 +12,7 @@ in ``ingest/`` so the next pull resumes it with an HTTP Range request.
 from __future__ import annotations
 
 import json
+import os
 import platform as _platform
 import threading
 import time
@@ -418,6 +419,7 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
     futures: dict[int, object] = {}
     by_digest: dict[str, object] = {}
     streamed: set[str] = set()
+    tails: dict[int, _Tail] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, config.max_concurrent_downloads),
                               thread_name_prefix="skiff-pull")
     try:
@@ -431,15 +433,22 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
             if queued >= waiting_at:
                 p.update(ids[i], "Waiting")
             queued += 1
+            tails[i] = _Tail()
             fut = pool.submit(_download, repo, content, layers[i], p, config, cancel,
                               lease_name, _stream_factory(images, layers, diff_ids, chains, i,
-                                                          streamed))
+                                                          streamed), tails[i])
             futures[i] = by_digest[d] = fut
         parent = None
         for i in range(n):
             if present[i]:
                 parent = chains[i]
                 continue
+            tail = tails.get(i)
+            if tail is not None and not futures[i].done() and tail.attach():
+                # still downloading: unpack what has arrived and follow the
+                # file as it grows (download and extraction overlap)
+                _extract_following(images, layers[i], diff_ids[i], parent, chains[i], ids[i],
+                                   p, tail, futures[i], cancel)
             futures[i].result()          # raises the download's error
             if cancel.is_set():
                 raise Cancelled()
@@ -452,10 +461,25 @@ def _fetch_layers(images, repo: Repository, layers: list[dict], diff_ids: list[s
         raise
     finally:
         pool.shutdown(wait=True)
+        for t in tails.values():
+            t.close()
 
 
 def _download(repo: Repository, content, desc: dict, p: Progress, config: RegistryConfig,
-              cancel: threading.Event, lease: str, stream_apply=None) -> None:
+              cancel: threading.Event, lease: str, stream_apply=None,
+              tail: "_Tail | None" = None) -> None:
+    try:
+        _download_to(repo, content, desc, p, config, cancel, lease, stream_apply, tail)
+    except BaseException as e:
+        if tail is not None:
+            tail.finish(e)
+        raise
+    if tail is not None:
+        tail.finish(None)
+
+
+def _download_to(repo: Repository, content, desc: dict, p: Progress, config: RegistryConfig,
+                 cancel: threading.Event, lease: str, stream_apply, tail) -> None:
     """Fetch one blob into the content store, verified. ``stream_apply()``
     returns a callable taking a file object when the layer's parent is
     already unpacked: the layer is then unpacked *while* it downloads
@@ -486,10 +510,15 @@ def _download(repo: Repository, content, desc: dict, p: Progress, config: Regist
         return
     done = False
     apply_fn = stream_apply() if stream_apply is not None else None
+    if apply_fn is None and tail is not None:
+        # opened here, while it surely exists: the descriptor stays valid
+        # when commit() renames the file into blobs/
+        tail.open(open(os.path.join(w.dir, "data"), "rb"))   # the main thread may follow it
     try:
         sources = [*urls, None]
         for k, src in enumerate(sources):
-            stream = _BlobStream(repo, w, digest, size, sid, src, p, config, cancel)
+            stream = _BlobStream(repo, w, digest, size, sid, src, p, config, cancel,
+                                 on_write=tail.notify if tail is not None else None)
             try:
                 if apply_fn is not None and w.offset == 0:
                     try:
@@ -536,13 +565,14 @@ class _BlobStream:
     ``max_download_attempts`` times without the reader noticing."""
 
     def __init__(self, repo, w, digest, size, sid, url, p: Progress, config: RegistryConfig,
-                 cancel: threading.Event):
+                 cancel: threading.Event, on_write=None):
         self.repo, self.w, self.digest, self.size, self.sid, self.url = \
             repo, w, digest, size, sid, url
         self.p, self.config, self.cancel = p, config, cancel
         self.resp = None
         self.total = size
         self.attempts = 0
+        self.on_write = on_write
 
     def _open(self) -> None:
         w = self.w
@@ -601,6 +631,8 @@ class _BlobStream:
                 self.close()
                 return b""
             w.write(b)
+            if self.on_write is not None:
+                self.on_write()
             self.p.bytes(self.sid, "Downloading", w.offset, self.total,
                          force=bool(self.size and w.offset >= self.size))
             return b
@@ -615,14 +647,111 @@ class _BlobStream:
             self.resp = None
 
 
+class _Tail:
+    """A download in progress, as seen by the thread that unpacks layers:
+    the ingest file's path (bytes appear in it as they arrive) and whether
+    the download ended, and how."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.f = None
+        self.ended = False
+        self.error: BaseException | None = None
+
+    def open(self, f) -> None:
+        with self.cond:
+            self.f = f
+            self.cond.notify_all()
+
+    def attach(self) -> bool:
+        """True if the download is writing a file that can be followed."""
+        with self.cond:
+            return self.f is not None and not self.ended
+
+    def close(self) -> None:
+        with self.cond:
+            if self.f is not None:
+                self.f.close()
+                self.f = None
+
+    def notify(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None) -> None:
+        with self.cond:
+            self.ended, self.error = True, error
+            self.cond.notify_all()
+
+
+class _TailReader:
+    """Reads an ingest file while it is being written; EOF only when the
+    download has ended (its error is raised instead, if it failed)."""
+
+    def __init__(self, tail: _Tail, cancel: threading.Event):
+        self.tail = tail
+        self.cancel = cancel
+        self.f = tail.f
+
+    def read(self, n: int = -1) -> bytes:
+        n = n if n and n > 0 else READ_CHUNK
+        while True:
+            b = self.f.read(n)
+            if b:
+                return b
+            with self.tail.cond:
+                if self.tail.ended:
+                    if self.tail.error is not None:
+                        raise _DownloadFailed() from None
+                    b = self.f.read(n)       # what was flushed at commit
+                    return b
+                if self.cancel.is_set():
+                    raise Cancelled()
+                self.tail.cond.wait(0.1)
+
+    def close(self) -> None:
+        self.tail.close()
+
+
+class _DownloadFailed(Exception):
+    """The download under a following extraction failed (its own error is
+    raised by the download's future)."""
+
+
+def _extract_following(images, desc: dict, diff_id: str, parent: str | None, chain: str,
+                       sid: str, p: Progress, tail: _Tail, future, cancel) -> None:
+    with _chain_lock(chain):
+        if _snapshots(images).has(chain):
+            return
+        total = int(desc.get("size") or 0)
+        r = _TailReader(tail, cancel)
+        try:
+            # "Extracting" is shown once the download is complete, as Docker orders it
+            got = images.apply_layer(parent, diff_id, desc["digest"],
+                                     fileobj=_ProgressReader(r, sid, total, p,
+                                                             when=lambda: tail.ended))
+        except (_DownloadFailed, SkiffError):
+            future.exception()           # wait for the download: its error wins
+            if future.exception() is not None:
+                raise future.exception() from None
+            raise
+        finally:
+            r.close()
+        if got != chain:
+            raise DigestMismatch(f"layer chain mismatch: {got} != {chain}")
+        future.result()
+        p.bytes(sid, "Extracting", total, total, force=True)
+
+
 class _ProgressReader:
-    def __init__(self, f, sid: str, total: int, p: Progress):
+    def __init__(self, f, sid: str, total: int, p: Progress, when=None):
         self.f, self.sid, self.total, self.p, self.n = f, sid, total, p, 0
+        self.when = when
 
     def read(self, n=-1):
         b = self.f.read(n)
         self.n += len(b)
-        if b:
+        if b and (self.when is None or self.when()):
             self.p.bytes(self.sid, "Extracting", self.n, self.total)
         return b
 

@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -324,3 +325,37 @@ def test_resume_against_a_server_that_ignores_range(plain_registry, images, conf
         got = pull(images, f"{plain_registry.host}/resume", config=config)
     assert got.diff_ids == [R.sha256(raw)]
     assert images.content.read(digest) == blob
+
+
+def test_extraction_follows_a_download_in_progress(plain_registry, images, config,
+                                                   messages, monkeypatch):
+    """On a slow link a layer is unpacked while it is still downloading (its
+    parent being ready), yet messages keep Docker's order per layer."""
+    from skiff.registry import puller
+    from skiff.registry.progress import Progress
+    img = R.build_image([R.layer_tar({"a": os.urandom(1 << 20)}),
+                         R.layer_tar({"b": os.urandom(6 << 20)}),
+                         R.layer_tar({"c": "c\n"})])
+    R.push_raw(plain_registry, "slow", img)
+    followed = []
+    real = puller._extract_following
+
+    def spy(*a, **kw):
+        followed.append(a[4])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(puller, "_extract_following", spy)
+    monkeypatch.setattr(Progress, "INTERVAL", 0.0)
+    slow = img["layers"][1][7:19]
+
+    def progress(m):
+        messages(m)
+        if m.get("id") == slow and m.get("status") == "Downloading":
+            time.sleep(0.03)                      # ~1 MB per 30 ms on this layer
+    got = pull(images, f"{plain_registry.host}/slow", config=config, progress=progress)
+    assert got.id == img["config"]
+    assert followed == [got.chain_ids[1]]
+    st = messages.statuses(slow)
+    assert st.index("Download complete") < st.index("Extracting") < st.index("Pull complete")
+    with open(os.path.join(images.storage.path(got.chain_ids[1]), "b"), "rb") as f:
+        assert len(f.read()) == 6 << 20
