@@ -214,7 +214,10 @@ def stat_path(fs: ContainerFS, path: str, cid: str = "") -> dict:
         raise _os_error(e, path, cid)
     finally:
         os.close(rootfd)
-    base = posixpath.basename(posixpath.normpath("/" + path.lstrip("/"))) or "/"
+    if path.endswith("/.") or path == ".":
+        base = "."
+    else:
+        base = posixpath.basename(posixpath.normpath("/" + path.lstrip("/"))) or "/"
     return {"name": base, "size": st.st_size, "mode": go_filemode(st.st_mode),
             "mtime": _rfc3339(st.st_mtime), "linkTarget": link}
 
@@ -319,9 +322,11 @@ def iter_archive(fs: ContainerFS, path: str, cid: str = "", chunk: int = 1 << 16
         os.close(rootfd)
         raise _os_error(e, path, cid)
     os.close(rootfd)
+    # entries are named after the requested path's base ("." for "dir/.",
+    # which docker cp uses to copy a directory's content)
     top = st_info["name"]
-    if path.endswith("/.") or path.endswith("/"):
-        top = posixpath.basename(posixpath.normpath("/" + path.lstrip("/"))) or "."
+    if top == "/":
+        top = "."
 
     def gen():
         sink = _Sink()

@@ -33,6 +33,11 @@ def test_cp_in_and_out(skiffd, box, tmp_path):
     skiffd.docker("cp", f"{box}:/srv/d", str(dst), check=True)
     assert (dst / "a").read_text() == "a\n" and (dst / "sub/b").read_text() == "b\n"
     assert os.readlink(dst / "link") == "a"
+    # "dir/." copies the directory's content into an existing directory
+    dst2 = tmp_path / "out2"
+    dst2.mkdir()
+    skiffd.docker("cp", f"{box}:/srv/d/.", str(dst2), check=True)
+    assert sorted(os.listdir(dst2)) == ["a", "link", "sub"]
     # to stdout as a tar
     r = skiffd.docker("cp", f"{box}:/srv/d/a", "-", text=False, check=True)
     with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tf:

@@ -183,3 +183,11 @@ def test_stopped_container_mounts(layout, tmp_path):
     assert tf.extractfile(tf.getmembers()[0]).read() == b"volume"
     archive.extract_archive(f, "/data", _tar([("w.txt", "file", b"w")]))
     assert (vol / "w.txt").read_bytes() == b"w"
+
+
+def test_dir_dot_rebases_to_dot(layout):
+    root, _ = layout
+    st, tf = read_tar(fs(root), "/dir/.")
+    assert st["name"] == "."
+    names = set(tf.getnames())
+    assert "./a.txt" in names and "./sub/b.txt" in names
