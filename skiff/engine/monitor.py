@@ -85,6 +85,8 @@ class Monitor:
             os.close(start_r)
         try:
             os.write(start_w, b"\0")
+        except BrokenPipeError:
+            pass   # conmon already gave up: its stderr says why
         finally:
             os.close(start_w)
         _, err = await proc.communicate()
