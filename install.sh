@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-PKGS="python3 python3-venv conmon iptables nftables iproute2 libseccomp2 busybox-static ca-certificates"
+PKGS="python3 python3-venv conmon catatonit iptables nftables iproute2 libseccomp2 busybox-static ca-certificates"
 if [ "$DEV" = 1 ]; then
   PKGS="$PKGS runc crun podman skopeo umoci docker-registry containerd apache2-utils openssl hyperfine file uidmap iperf3"
 fi
@@ -42,4 +42,6 @@ fi
 for cmd in skiff skiffd skiff-runtime; do
   ln -sf "$PREFIX/venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
+# skiff-runtime starts once per container command: a launcher without site (see skiff/runtime/launcher.py)
+"$PREFIX/venv/bin/python" -m skiff.runtime.launcher /usr/local/bin/skiff-runtime
 echo "install.sh: skiff installed in $PREFIX/venv; commands in /usr/local/bin"
