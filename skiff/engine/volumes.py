@@ -174,6 +174,12 @@ class VolumeStore:
             d = self._dir(name)
             if self._exists(name):
                 return self._json(name), False
+            if options:
+                # Docker's local driver would mount type/device/o at each
+                # use; skiff keeps volumes as plain directories and says so
+                raise errors.NotImplementedYet(
+                    "local volume driver options (type, device, o, size) are not "
+                    "supported by skiff: volumes are plain directories")
             labels = dict(labels or {})
             if anonymous:
                 labels.setdefault(_ANON_LABEL, "")
