@@ -193,11 +193,16 @@ def systemd_to_cgroupfs(spec_path: str) -> str:
 def inner_path(container_id: str, cgroups_path: str | None) -> str:
     """The cgroup path as runc computes it before it meets a hierarchy:
     absolute ("/x/y"), relative ("x/y", joined to the runtime's own cgroup),
-    or the container id (relative) when no cgroupsPath is given."""
+    or the container id (relative) when no cgroupsPath is given. The root
+    cgroup itself is refused (a container there would share every host
+    process's cgroup, and delete would have to leave it)."""
     p = cgroups_path or ""
     if p and not p.startswith("/") and p.count(":") == 2:
         return systemd_to_cgroupfs(p)
     p = clean_path(p)
+    if p == "/":
+        raise InvalidArgument(f"invalid cgroupsPath {cgroups_path!r}: "
+                              "a container cannot use the root cgroup")
     if not p:
         p = clean_path(container_id)
         if not p or "/" in p:
@@ -251,7 +256,9 @@ def for_spec(container_id: str, linux: dict | None, layout: Layout | None = None
 
 def from_state(state: dict) -> "Manager":
     """Rebuild a manager from :meth:`Manager.to_state` output."""
-    return Manager(state["mode"], dict(state["paths"]), {}, mounts=dict(state.get("mounts", {})))
+    m = Manager(state["mode"], dict(state["paths"]), {}, mounts=dict(state.get("mounts", {})))
+    m.owned = bool(state.get("owned", True))
+    return m
 
 
 def _mounts(layout: Layout) -> dict[str, str]:
@@ -270,6 +277,10 @@ class Manager:
         self.paths = paths
         self.resources = resources or {}
         self.mounts = mounts or {}
+        # True when create() made the container's own directory: only then
+        # does destroy() kill what is inside (a pre-existing, shared cgroup
+        # named by cgroupsPath is never emptied by force)
+        self.owned = False
 
     def __repr__(self):
         return f"<cgroups.Manager {self.mode} {self.path}>"
@@ -305,7 +316,8 @@ class Manager:
         return self._dirs()[0]
 
     def to_state(self) -> dict:
-        return {"mode": self.mode, "paths": dict(self.paths), "mounts": dict(self.mounts)}
+        return {"mode": self.mode, "paths": dict(self.paths), "mounts": dict(self.mounts),
+                "owned": self.owned}
 
     def exists(self) -> bool:
         return os.path.isdir(self._procs_dir())
@@ -319,7 +331,10 @@ class Manager:
         try:
             for key, d in self.paths.items():
                 mnt = self.mounts.get(key)
-                made += _makedirs(d, mnt)
+                new = _makedirs(d, mnt)
+                made += new
+                if d == self._procs_dir() and d in new:
+                    self.owned = True
                 if key == "cpuset" and mnt:
                     from . import v1
                     v1.ensure_cpuset(mnt, d)
@@ -452,9 +467,18 @@ class Manager:
 
     def destroy(self, timeout: float = 5.0) -> None:
         """Kill what is left (SIGKILL), wait for it to leave, and remove the
-        directories (deepest first). A cgroup already gone is fine."""
+        directories (deepest first). A cgroup already gone is fine. A cgroup
+        this manager did not create (``owned`` false: cgroupsPath named an
+        existing one) is not emptied: its directories are removed only if no
+        process is left in them."""
         if not self.exists():
             self._rmdirs()
+            return
+        if not self.owned:
+            try:
+                self._rmdirs(time.monotonic() + 0.1, recursive=False)
+            except OSError:
+                pass
             return
         d = self._procs_dir()
         kill_file = os.path.join(d, "cgroup.kill")
@@ -472,13 +496,13 @@ class Manager:
             time.sleep(0.01)
         self._rmdirs(deadline)
 
-    def _rmdirs(self, deadline: float | None = None) -> None:
+    def _rmdirs(self, deadline: float | None = None, recursive: bool = True) -> None:
         deadline = deadline or time.monotonic() + 2.0
         errors = []
         for top in self._dirs():
             if not os.path.isdir(top):
                 continue
-            subdirs = [dp for dp, _, _ in os.walk(top)]
+            subdirs = [dp for dp, _, _ in os.walk(top)] if recursive else [top]
             for d in reversed(subdirs):
                 while True:
                     try:

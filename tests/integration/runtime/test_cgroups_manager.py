@@ -291,3 +291,29 @@ def test_nested_path_gets_cpuset_and_parent_stays(make_cgroup):
         for d in set(parents.values()):
             if os.path.isdir(d):
                 os.rmdir(d)
+
+
+def test_a_preexisting_cgroup_is_joined_but_never_emptied(make_cgroup):
+    """cgroupsPath naming a cgroup that already exists (shared with other
+    processes): the container joins it; destroy neither kills the others
+    nor removes the directory."""
+    owner, spawn = make_cgroup()
+    owner.create()
+    assert owner.owned
+    bystander = spawn("echo up; exec sleep 100")
+    assert bystander.stdout.readline() == "up\n"
+    name = os.path.basename(owner.path)
+    joiner = cgroups.for_spec("other", {"cgroupsPath": "/" + name})
+    joiner.create()
+    assert not joiner.owned
+    assert cgroups.from_state(joiner.to_state()).owned is False
+    p = subprocess.Popen(["sleep", "100"])
+    try:
+        joiner.add(p.pid)
+        assert sorted(joiner.pids()) == sorted([p.pid, bystander.pid])
+    finally:
+        p.kill()
+        p.wait()
+    joiner.destroy()
+    assert bystander.poll() is None            # untouched
+    assert owner.exists()

@@ -112,6 +112,8 @@ def test_path_cannot_escape_the_hierarchy():
     lay = cgroups.parse_mountinfo(V2_MOUNTINFO)
     assert cgroups.resolve_path("c", "/../../etc", lay, own={}) == {"": "/sys/fs/cgroup/etc"}
     assert cgroups.inner_path("c", "../../x") == "x"      # runc's CleanPath
+    with pytest.raises(InvalidArgument, match="root cgroup"):
+        cgroups.inner_path("c", "/../..")
 
 
 def test_systemd_form_is_mapped_to_cgroupfs():
@@ -130,6 +132,7 @@ def test_state_round_trip():
     m2 = cgroups.from_state(m.to_state())
     assert m2.paths == m.paths == {"": "/sys/fs/cgroup/skiff/c1"}
     assert m2.mode == "v2"
+    assert m2.owned is False           # nothing created yet
 
 
 def test_for_spec_rejects_bad_resources_before_touching_anything():
