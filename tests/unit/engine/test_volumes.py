@@ -31,10 +31,10 @@ def test_create_inspect_list(store, tmp_path):
     with pytest.raises(errors.NotFound, match='plugin "nfs" not found'):
         store.create("x", driver="nfs")
     with pytest.raises(errors.InvalidArgument, match='invalid option: "bogus"'):
-        store.create("x", options={"bogus": "1"})
+        store.create("xx", options={"bogus": "1"})
     with pytest.raises(errors.NotImplementedYet):
-        store.create("x", options={"type": "tmpfs", "device": "tmpfs"})
-    assert "x" not in store.names()
+        store.create("xx", options={"type": "tmpfs", "device": "tmpfs"})
+    assert "xx" not in store.names()
 
 
 def test_in_use_rm_prune(store):
