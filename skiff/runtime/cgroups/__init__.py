@@ -15,6 +15,7 @@ Where a container's cgroup goes (:func:`resolve_path`), as runc's cgroupfs drive
 - relative (``skiff/abc``), or empty (then the container id is used): under the
   runtime's own cgroup of each hierarchy (v1), or under the *parent* of its own
   cgroup (v2: its own cgroup holds processes and cannot delegate controllers).
+- ``/`` (the root cgroup) is refused with InvalidArgument.
 - systemd form ``slice:prefix:name`` (``system.slice:docker:abc``): skiff has no
   systemd driver; it is mapped to the cgroupfs path systemd would use,
   ``/system.slice/docker-abc.scope`` (a slice ``a-b.slice`` nests as
@@ -42,7 +43,10 @@ API (what skiff-runtime's create/delete/pause/resume/ps/kill call)
                            # pids_stats, blkio_stats (the engine adds read/name/id,
                            # networks, and precpu_stats from its previous sample)
     mgr.destroy()          # SIGKILL whatever is left, wait, rmdir; tolerant of
-                           # races and of an already removed cgroup
+                           # races and of an already removed cgroup. Only when
+                           # create() made the directory (mgr.owned, kept in
+                           # to_state): a pre-existing cgroup named by
+                           # cgroupsPath is joined but never emptied.
     mgr.exists()           # the cgroup directory is still there
 
 ``create(resources=None)`` takes ``linux.resources`` (already given to
