@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -98,10 +97,11 @@ def main():
     if os.geteuid() != 0:
         sys.exit("net_bench: run as root")
 
-    name = f"skiff-bench-{secrets.token_hex(3)}"
-    sh(["ip", "netns", "add", name], check=True)
+    from skiff.network import netns as nsmod
+    nsdir = tempfile.mkdtemp(prefix="skiff-bench-ns-")
+    nspath = nsmod.create(os.path.join(nsdir, "net"))
     orig = os.open("/proc/self/ns/net", os.O_RDONLY)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    fd = os.open(nspath, os.O_RDONLY)
     ksys.setns(fd, ksys.CLONE_NEWNET)
     os.close(fd)
     sh(["ip", "link", "set", "lo", "up"], check=True)
@@ -180,7 +180,8 @@ def main():
         m.close()
         ksys.setns(orig, ksys.CLONE_NEWNET)
         os.close(orig)
-        sh(["ip", "netns", "del", name])
+        nsmod.delete(nspath)
+        shutil.rmtree(nsdir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
     if args.json:

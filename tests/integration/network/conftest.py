@@ -7,27 +7,23 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 
 import pytest
 
 from skiff import sys as ksys
 from skiff.network import netns as nsmod
 
-IP = shutil.which("ip") or "/usr/sbin/ip"
-
-
-def _ip(*args, check=True):
-    r = subprocess.run([IP, *args], capture_output=True, text=True)
-    if check and r.returncode:
-        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr}")
-    return r
-
 
 class NamedNetns:
+    """A network namespace bind-mounted in a temporary directory (not under
+    /run/netns: the first ``ip netns add`` on a host leaves a /run/netns mount
+    behind, which the leak check would see)."""
+
     def __init__(self, prefix):
         self.name = f"{prefix}-{secrets.token_hex(4)}"
-        _ip("netns", "add", self.name)
-        self.path = f"/run/netns/{self.name}"
+        self.dir = tempfile.mkdtemp(prefix=f"{prefix}-")
+        self.path = nsmod.create(os.path.join(self.dir, "net"))
         self.exec(["ip", "link", "set", "lo", "up"])
 
     def exec(self, cmd, **kw):
@@ -36,7 +32,8 @@ class NamedNetns:
         return subprocess.run(["nsenter", f"--net={self.path}", *cmd], **kw)
 
     def delete(self):
-        _ip("netns", "del", self.name, check=False)
+        nsmod.delete(self.path)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _unmount_under(root):
