@@ -205,7 +205,13 @@ class NetworkManager:
                          "masquerade": _truthy(n["options"].get(OPT_MASQ), True)})
         rows = db.execute("SELECT p.*, n.bridge FROM ports p JOIN networks n "
                           "ON p.network_id = n.id ORDER BY p.rowid").fetchall()
-        self._ipt.apply(nat.render(nets, [dict(r) for r in rows]))
+        row = db.execute("SELECT value FROM kv WHERE key='iptables'").fetchone()
+        loaded = json.loads(row[0]) if row else {}
+        digests = self._ipt.apply(nat.render(nets, [dict(r) for r in rows]), loaded)
+        if digests != loaded:
+            with self.store.tx() as tx:
+                tx.execute("INSERT OR REPLACE INTO kv (key, value) VALUES ('iptables', ?)",
+                           (json.dumps(digests),))
 
     def apply_rules(self):
         with self._kernel_lock():
@@ -958,6 +964,8 @@ class NetworkManager:
         with self._kernel_lock():
             if self.iptables:
                 self._ipt.remove_all()
+                with self.store.tx() as tx:
+                    tx.execute("DELETE FROM kv WHERE key='iptables'")
             for n in self._bridge_networks(db):
                 bridge.delete_bridge(n["bridge"])
         return True

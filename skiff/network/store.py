@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (network_id, ip),
     UNIQUE (network_id, container_id)
 );
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ports (
     container_id TEXT NOT NULL,
     network_id TEXT NOT NULL,
