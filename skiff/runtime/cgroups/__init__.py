@@ -352,6 +352,7 @@ class Manager:
                     os.rmdir(d)
                 except OSError:
                     pass
+            self.owned = False
             raise
 
     def _apply(self, res: dict, update=False) -> None:

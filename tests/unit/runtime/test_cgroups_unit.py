@@ -292,3 +292,12 @@ def test_missing_swap_accounting_is_a_clear_error(tmp_path):
     d = _fake(tmp_path, ["memory.limit_in_bytes"])
     with pytest.raises(InvalidArgument, match="swap"):
         v1.apply({"memory": d}, {"memory": {"limit": 100, "swap": 200}})
+
+
+def test_inspection_cli(capsys):
+    from skiff.runtime.cgroups.__main__ import main
+    assert main(["layout"]) == 0
+    assert '"mode"' in capsys.readouterr().out
+    assert main(["paths", "abc", "/skiff/abc"]) == 0
+    assert "/skiff/abc" in capsys.readouterr().out
+    assert main(["bogus"]) == 2
