@@ -876,6 +876,17 @@ class Engine:
         self.emit(c, "rename", oldName="/" + old)
 
     # ------------------------------------------------------------ list
+    def compute_size(self, c: Container):
+        try:
+            c.private["SizeRw"] = int(self.images.container_size(c.id))
+        except Exception:
+            c.private["SizeRw"] = 0
+        try:
+            img = self.images.get(c.rec["Image"])
+            c.private["SizeRootFs"] = c.private["SizeRw"] + int(img.size or 0)
+        except Exception:
+            c.private["SizeRootFs"] = c.private["SizeRw"]
+
     def list(self, all_=False, limit=-1, size=False, filters=None, latest=False) -> list:
         cs = sorted(self.containers.values(), key=lambda c: c.rec["Created"], reverse=True)
         filters = filters or {}
@@ -887,6 +898,8 @@ class Engine:
                 continue
             if not _match_filters(self, c, filters):
                 continue
+            if size:
+                self.compute_size(c)
             out.append(c.list_json(size))
         if latest:
             out = out[:1]
@@ -933,7 +946,8 @@ class Engine:
         self.monitor.resize(self.container_dir(c.id), h, w)
 
     # ------------------------------------------------------------ attach
-    async def attach(self, ref: str, conn, *, stdin: bool, stdout: bool, stderr: bool):
+    async def attach(self, ref: str, conn, *, stdin: bool, stdout: bool, stderr: bool,
+                     detach_keys: str | None = None):
         """Pump a container's stdio to/from ``conn`` (an api.streams.Hijacked)."""
         c = self.get(ref)
         use_stdin = stdin and bool(c.config.get("OpenStdin"))
@@ -971,19 +985,31 @@ class Engine:
         self.emit(c, "attach")
 
         stdin_done = loop.create_future()
+        keys = parse_detach_keys(detach_keys) if (use_stdin and c.tty) else b""
+        detached = {"v": False}
 
         async def pump_in():
+            held = b""
             try:
                 while True:
                     data = await conn.read()
                     if not data:
                         break
-                    if use_stdin:
+                    if keys:
+                        data, held, hit = _scan_detach(held + data, keys)
+                        if hit:
+                            detached["v"] = True
+                            if data:
+                                await loop.sock_sendall(s, data)
+                            if not stdin_done.done():
+                                stdin_done.set_result(None)
+                            return
+                    if use_stdin and data:
                         await loop.sock_sendall(s, data)
             except (ConnectionError, OSError):
                 pass
             finally:
-                if use_stdin:
+                if use_stdin and not detached["v"]:
                     if c.config.get("StdinOnce"):
                         # the container's stdin closes; output goes on until it exits
                         try:
@@ -1097,6 +1123,39 @@ class Engine:
 
 
 # ---------------------------------------------------------------- helpers
+def parse_detach_keys(spec: str | None) -> bytes:
+    """Docker's detach keys: "ctrl-p,ctrl-q" (default), "a", "ctrl-@", "ctrl-[" ..."""
+    spec = spec or "ctrl-p,ctrl-q"
+    out = bytearray()
+    for k in spec.split(","):
+        k = k.strip()
+        if k.startswith("ctrl-") and len(k) == 6:
+            ch = k[5].lower()
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+            else:
+                code = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}.get(k[5])
+                if code is None:
+                    raise errors.InvalidArgument(f"Invalid escape keys ({spec}) provided")
+                out.append(code)
+        elif len(k) == 1:
+            out.append(ord(k))
+        else:
+            raise errors.InvalidArgument(f"Invalid escape keys ({spec}) provided")
+    return bytes(out)
+
+
+def _scan_detach(data: bytes, keys: bytes):
+    """→ (bytes to forward, bytes held back, detached?)."""
+    i = data.find(keys)
+    if i >= 0:
+        return data[:i], b"", True
+    for n in range(min(len(keys) - 1, len(data)), 0, -1):
+        if keys.startswith(data[-n:]):
+            return data[:-n], data[-n:], False
+    return data, b"", False
+
+
 def _write(path: str, text: str):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

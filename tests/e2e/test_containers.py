@@ -233,3 +233,14 @@ def test_init_and_rm_volumes(skiffd):
     assert r.stdout.startswith("/sbin/docker-init")
     r = skiffd.docker("run", "--rm", "busybox", "cat", "/proc/1/cmdline", check=True)
     assert r.stdout.startswith("cat")
+
+
+def test_detach_keys_and_size(skiffd):
+    skiffd.docker("run", "-d", "-it", "--name", "dk", "busybox", "sh", check=True)
+    out, code = run_in_pty(["docker", "-H", skiffd.host, "attach", "dk"], skiffd.env(),
+                           [(None, b"echo attached-$((2+3))\r"), (b"attached-5", b"\x10\x11")])
+    assert b"attached-5" in out and b"read escape sequence" in out and code == 1  # as docker
+    assert json.loads(skiffd.docker("inspect", "dk").stdout)[0]["State"]["Running"]
+    skiffd.docker("exec", "dk", "sh", "-c", "head -c 100000 /dev/zero > /big", check=True)
+    row = json.loads(skiffd.docker("ps", "-s", "--format", "{{json .}}").stdout)
+    assert row["Size"].startswith("1") and "virtual" in row["Size"]

@@ -33,6 +33,8 @@ def register(app, engine):
 
     async def inspect(request):
         c = engine.get(request.match_info["id"])
+        if qbool(request, "size"):
+            await asyncio.to_thread(engine.compute_size, c)
         out = c.inspect()
         if qbool(request, "size"):
             out["SizeRw"] = c.private.get("SizeRw", 0)
@@ -112,7 +114,8 @@ def register(app, engine):
                     if (e.stream == "stdout" and stdout) or (e.stream == "stderr" and stderr):
                         await conn.send(1 if e.stream == "stdout" else 2, e.data)
             if qbool(request, "stream"):
-                await engine.attach(c.id, conn, stdin=stdin, stdout=stdout, stderr=stderr)
+                await engine.attach(c.id, conn, stdin=stdin, stdout=stdout, stderr=stderr,
+                                    detach_keys=request.query.get("detachKeys") or None)
         except (ConnectionError, OSError):
             pass
         return await conn.finish()
