@@ -115,3 +115,22 @@ def test_docker_default_profile(runtime, make_bundle):
     assert out[:2] == ["works", "ls-ok"]
     assert "Operation not permitted" in out[2], out
     assert out[3].split() == ["Seccomp:", "2"]
+
+
+def test_filter_without_no_new_privileges(runtime, make_bundle):
+    """Without noNewPrivileges the filter is loaded while the runtime still
+    holds CAP_SYS_ADMIN (runc's order): it applies, and NoNewPrivs stays 0."""
+    seccomp = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ARCHES,
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle = _bundle(make_bundle, "mkdir /dev/shm/d 2>&1; "
+                     "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status", seccomp)
+
+    def no_nnp(spec):
+        spec["process"]["noNewPrivileges"] = False
+    edit_config(bundle, no_nnp)
+    r = runtime.run(bundle)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert "Operation not permitted" in out[0]
+    assert out[1].split() == ["NoNewPrivs:", "0"]
+    assert out[2].split() == ["Seccomp:", "2"]
