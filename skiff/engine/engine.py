@@ -405,7 +405,8 @@ class Engine:
             await self.monitor.delete(runtime, cid)
             pid = await self.monitor.create(
                 cid, name=c.name, bundle=cdir, runtime=runtime, log_path=c.rec["LogPath"],
-                terminal=c.tty, stdin=bool(c.config.get("OpenStdin")))
+                terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
+                log_size_max=self._log_size_max(c))
         except errors.SkiffError as e:
             await self._start_failed(c, e, netns)
             raise self._start_error(c, e)
@@ -435,6 +436,15 @@ class Engine:
             self.spawn(self._on_exit(c))
         self.emit(c, "start")
         self._start_health(c)
+
+    def _log_size_max(self, c) -> int:
+        """json-file's max-size (conmon truncates the file when it is reached)."""
+        opts = ((c.host_config.get("LogConfig") or {}).get("Config") or {})
+        v = opts.get("max-size")
+        if not v:
+            return 0
+        from skiff.engine.create import parse_bytes
+        return parse_bytes(v)
 
     def _start_error(self, c, e):
         msg = e.message

@@ -44,7 +44,7 @@ class Monitor:
         return os.path.join(self.dir(cid), "runtime.log")
 
     async def create(self, cid: str, *, name: str, bundle: str, runtime: str, log_path: str,
-                     terminal: bool, stdin: bool, runtime_args=()) -> int:
+                     terminal: bool, stdin: bool, runtime_args=(), log_size_max: int = 0) -> int:
         """Start conmon, which runs ``<runtime> create``; → container pid."""
         d = self.dir(cid)
         if os.path.isdir(d):
@@ -67,6 +67,8 @@ class Monitor:
                 "--syslog"]
         for a in runtime_args:
             args += ["--runtime-arg", a]
+        if log_size_max > 0:
+            args += ["--log-size-max", str(int(log_size_max))]
         if terminal:
             args.append("-t")
         if stdin:
