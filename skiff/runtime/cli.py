@@ -166,8 +166,7 @@ def main(argv=None):
         log.error(f"No help topic for '{cmd}'")
         return 3
     root = os.path.abspath(gopts.get("root") or DEFAULT_ROOT)
-    from skiff.runtime.state import RuntimeFailure
-    from skiff.runtime.spec import SpecError
+    from skiff.runtime.state import RuntimeFailure, SpecError
     try:
         opts, pos = parse_flags(args, COMMANDS[cmd], stop_at_positional=(cmd == "exec"))
         from skiff.runtime import commands

@@ -3,7 +3,6 @@
 import os
 import sys
 
-from skiff import sys as k
 from skiff.runtime import fastjson
 from skiff.runtime.state import (Container, RuntimeFailure, list_ids, load, now_rfc3339,
                                  proc_start_time, validate_id)
@@ -173,8 +172,24 @@ def cgroup_linux(cfg):
 
 
 def _rmtree(d):
-    import shutil
-    shutil.rmtree(d, ignore_errors=True)
+    """Remove a container's state dir (flat: state.json, exec.fifo); shutil
+    is not imported for that (it pulls in fnmatch and re)."""
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for n in names:
+        p = os.path.join(d, n)
+        try:
+            os.unlink(p)
+        except IsADirectoryError:
+            _rmtree(p)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 
 
 def cmd_create(root, opts, pos, log):
@@ -220,6 +235,7 @@ def cmd_start(root, opts, pos, log):
 
 
 def cmd_run(root, opts, pos, log):
+    from skiff import sys as k
     detach = opts.get("detach")
     proxy = None
     if not detach:
@@ -376,14 +392,14 @@ def _destroy(c, log, force=False):
             os.kill(c.pid, 9)
         except OSError:
             pass
-        if mgr is not None and c.status() == "paused":
+        if mgr is not None and c.frozen():
             try:
                 mgr.thaw()
             except OSError:
                 pass
         _wait_gone(c.pid, c.data.get("start_time"))
-    mgr = c.cgroup()
-    if mgr is not None:
+    if not c.remove_empty_cgroups():
+        mgr = c.cgroup()
         try:
             mgr.destroy()
         except OSError as e:
@@ -490,6 +506,7 @@ def cmd_exec(root, opts, pos, log):
         raise RuntimeFailure("cannot use console socket if runc will not detach or allocate "
                              "tty")
     if not detach:
+        from skiff import sys as k
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     xopts = {"preserve_fds": int(opts.get("preserve_fds") or 0),
              "seccomp": c.data.get("seccomp"),

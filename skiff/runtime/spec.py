@@ -14,8 +14,7 @@ from skiff.sys import (MS_BIND, MS_DIRSYNC, MS_MANDLOCK, MS_NOATIME, MS_NODEV, M
                        MS_SYNCHRONOUS, MS_UNBINDABLE, NAMESPACE_FLAGS)
 
 
-class SpecError(ValueError):
-    """config.json is invalid; the message says what and where."""
+from skiff.runtime.state import SpecError  # noqa: E402,F401 — defined in a lean module
 
 
 # option -> (clear?, flag)   (runc libcontainer/specconv parseMountOptions)

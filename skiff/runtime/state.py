@@ -14,6 +14,10 @@ class RuntimeFailure(Exception):
     """An error reported as runc does (message on stderr, exit status 1)."""
 
 
+class SpecError(ValueError):
+    """config.json is invalid; the message says what and where."""
+
+
 VALID_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -79,13 +83,44 @@ class Container:
             return "stopped"
         if os.path.exists(self.fifo):
             return "created"
-        if self.data.get("cgroup"):
-            try:
-                if self.cgroup().freezer_state() in ("FROZEN", "FREEZING"):
-                    return "paused"
-            except (OSError, KeyError):
-                pass
+        if self.frozen():
+            return "paused"
         return "running"
+
+    def frozen(self):
+        """Read the freezer state directly (importing the cgroups manager for
+        one file costs more than the rest of `state`)."""
+        cg = self.data.get("cgroup") or {}
+        paths = cg.get("paths") or {}
+        try:
+            if cg.get("mode") == "v2":
+                with open(os.path.join(paths[""], "cgroup.freeze")) as f:
+                    return f.read().strip() == "1"
+            if "freezer" in paths:
+                with open(os.path.join(paths["freezer"], "freezer.state")) as f:
+                    return f.read().strip() in ("FROZEN", "FREEZING")
+        except (OSError, KeyError):
+            pass
+        return False
+
+    def remove_empty_cgroups(self):
+        """Fast path of delete for a stopped container: rmdir its (empty)
+        cgroup directories. → False if something is left (then the manager's
+        destroy, which also kills leftovers, must run)."""
+        cg = self.data.get("cgroup") or {}
+        dirs = []
+        for d in (cg.get("paths") or {}).values():
+            if d not in dirs:
+                dirs.append(d)
+        ok = True
+        for d in dirs:
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                ok = False
+        return ok
 
     def oci_state(self, status=None):
         """The runtime-spec state given to hooks."""

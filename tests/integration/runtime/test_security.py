@@ -75,24 +75,17 @@ def test_only_stdio_fds_reach_an_exec(runtime, make_bundle):
 
 
 def test_preserve_fds(runtime, make_bundle, tmp_path):
+    import shlex
     import subprocess
-    f = open(tmp_path / "extra", "w")
-    try:
-        os.set_inheritable(f.fileno(), True)
-        os.dup2(f.fileno(), 3, inheritable=True) if f.fileno() != 3 else None
-        p = subprocess.run(runtime.argv("run", "--preserve-fds", "1", "--bundle",
-                                        make_bundle(["sh", "-c", "ls /proc/$$/fd; true"]),
-                                        runtime.new_id()),
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                           pass_fds=(3,), timeout=60)
-    finally:
-        f.close()
-        try:
-            os.close(3)
-        except OSError:
-            pass
+    bundle = make_bundle(["sh", "-c", "ls /proc/$$/fd; echo via-fd3 >&3; true"])
+    argv = runtime.argv("run", "--preserve-fds", "1", "--bundle", bundle, runtime.new_id())
+    # fd 3 of the runtime is a file; the shell sets it up (never touch our own fd 3)
+    script = f"exec 3>{shlex.quote(str(tmp_path / 'extra'))}; exec {shlex.join(argv)}"
+    p = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
     assert p.returncode == 0, p.stderr
     assert _fd_list(p.stdout) == ["0", "1", "2", "3"]
+    assert (tmp_path / "extra").read_text() == "via-fd3\n"
 
 
 def test_cwd_through_leaked_fd_is_refused(runtime, make_bundle):

@@ -1,0 +1,187 @@
+"""skiff-runtime vs runc vs crun: create + start + wait + delete of `true`.
+
+    sudo /opt/skiff/venv/bin/python bench/runtime_bench.py [-n 30] [--json out.json]
+
+One busybox bundle (runc's default config.json running `true`) is used for
+every runtime, under the same conditions, interleaved round by round so
+machine noise hits all alike. The bench process is a child subreaper, so
+the container's init is re-parented to it and waited for exactly.
+Reports mean/median per cycle, each phase, ratios to runc, the peers'
+versions, and where skiff-runtime's own start-up time goes (interpreter,
+imports, the work of each command).
+
+crun runs in `unshare -m` with /sys/fs/cgroup/unified unmounted (it refuses
+this machine's hybrid cgroup layout otherwise); that wrapper's own cost
+(unshare + sh, measured as `unshare ... crun --version`) is reported too.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from skiff.testing.busybox import make_bundle  # noqa: E402
+
+CRUN_WRAPPER = ('if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; '
+                'fi; exec crun "$@"')
+
+
+def runtime_argv(name):
+    if name == "skiff-runtime":
+        return [shutil.which("skiff-runtime") or "/usr/local/bin/skiff-runtime"]
+    if name == "crun":
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", CRUN_WRAPPER, "crun"]
+    return [name]
+
+
+def version(name):
+    exe = {"skiff-runtime": runtime_argv("skiff-runtime")[0]}.get(name, name)
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return out.strip().splitlines()[0] if out.strip() else "?"
+
+
+def call(argv):
+    # stderr to a file, not a pipe: the container inherits it and lives on
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=err)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv)}: {err.read().decode()}")
+
+
+def cycle(name, root, bundle, i):
+    base = runtime_argv(name) + ["--root", root]
+    cid = f"bench-{os.getpid()}-{i}"
+    pidfile = os.path.join(root, f"{cid}.pid")
+    t0 = time.perf_counter()
+    call(base + ["create", "--bundle", bundle, "--pid-file", pidfile, cid])
+    t1 = time.perf_counter()
+    pid = int(open(pidfile).read())
+    call(base + ["start", cid])
+    t2 = time.perf_counter()
+    os.waitpid(pid, 0)  # we are a subreaper: the init is our child now
+    t3 = time.perf_counter()
+    call(base + ["delete", cid])
+    t4 = time.perf_counter()
+    os.unlink(pidfile)
+    return {"total": t4 - t0, "create": t1 - t0, "start": t2 - t1, "wait": t3 - t2,
+            "delete": t4 - t3}
+
+
+def hyper(cmd, runs=20):
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def breakdown():
+    """Where skiff-runtime's start-up time goes."""
+    exe = runtime_argv("skiff-runtime")[0]
+    with open(exe) as f:
+        shebang = f.readline()[2:].strip().split()
+    py = shebang[0]
+    flags = shebang[1:]
+    out = {"interpreter": py, "interpreter_flags": " ".join(flags)}
+    out["python -S -c pass (bare interpreter)"] = hyper([py, "-S", "-c", "pass"])
+    out["interpreter as the script starts it, `pass`"] = hyper([py, *flags, "-c", "pass"])
+    out["+ import skiff.runtime.cli (help)"] = hyper([exe, "--help"])
+    code = ("import skiff.runtime.cli, skiff.runtime.commands, skiff.runtime.process, "
+            "skiff.runtime.spec, skiff.runtime.rootfs, skiff.runtime.cgroups")
+    out["+ every module create imports"] = hyper([py, *flags, "-c",
+                                                  _path_prefix(exe) + code])
+    out["skiff-runtime state <missing> (full command, error path)"] = hyper(
+        [exe, "--root", "/tmp/skiff-bench-none", "state", "x"])
+    return out
+
+
+def _path_prefix(exe):
+    # the launcher may put the source dir on sys.path itself: mirror it
+    with open(exe) as f:
+        text = f.read()
+    for line in text.splitlines():
+        if line.startswith("sys.path.insert"):
+            return "import sys; " + line.strip() + "; "
+    return ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=30, help="cycles per runtime")
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--runtimes", default="skiff-runtime,runc,crun")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    names = args.runtimes.split(",")
+    tmp = tempfile.mkdtemp(prefix="skiff-rtbench-")
+    try:
+        bundle = make_bundle(os.path.join(tmp, "bundle"), ["true"])
+        roots = {}
+        for n in names:
+            roots[n] = os.path.join(tmp, "state-" + n)
+            os.makedirs(roots[n])
+        results = {n: [] for n in names}
+        for n in names:  # warm-up
+            cycle(n, roots[n], bundle, -1)
+        for i in range(args.n):
+            for n in names:
+                results[n].append(cycle(n, roots[n], bundle, i))
+        report = {"cycles": args.n, "machine": f"{os.cpu_count()} cores",
+                  "versions": {n: version(n) for n in names}, "runtimes": {}}
+        for n in names:
+            rs = results[n]
+            report["runtimes"][n] = {
+                k: {"mean_ms": 1000 * statistics.mean(r[k] for r in rs),
+                    "median_ms": 1000 * statistics.median(r[k] for r in rs)}
+                for k in ("total", "create", "start", "wait", "delete")}
+        base = report["runtimes"].get("runc", {}).get("total", {}).get("median_ms")
+        if "crun" in names:
+            report["crun_wrapper_cost_ms_per_call"] = 1000 * (
+                hyper(runtime_argv("crun") + ["--version"]) - hyper(["crun", "--version"]))
+        if "skiff-runtime" in names:
+            report["skiff_runtime_breakdown_ms"] = {
+                k: (round(v * 1000, 2) if isinstance(v, float) else v)
+                for k, v in breakdown().items()}
+        print(f"create+start+wait+delete of `true`, {args.n} cycles each, "
+              f"interleaved ({report['machine']})")
+        print(f"{'runtime':15} {'median':>9} {'mean':>9} {'create':>8} {'start':>8} "
+              f"{'wait':>7} {'delete':>8} {'vs runc':>8}")
+        for n in names:
+            r = report["runtimes"][n]
+            ratio = r["total"]["median_ms"] / base if base else float("nan")
+            r["ratio_to_runc"] = ratio
+            print(f"{n:15} {r['total']['median_ms']:8.1f}ms {r['total']['mean_ms']:8.1f}ms "
+                  f"{r['create']['median_ms']:7.1f} {r['start']['median_ms']:7.1f} "
+                  f"{r['wait']['median_ms']:6.1f} {r['delete']['median_ms']:7.1f} "
+                  f"{ratio:7.2f}x")
+        print("versions:", "; ".join(f"{k}: {v}" for k, v in report["versions"].items()))
+        if "crun_wrapper_cost_ms_per_call" in report:
+            print(f"crun's unshare wrapper costs ~{report['crun_wrapper_cost_ms_per_call']:.1f} "
+                  "ms per call (3 calls per cycle)")
+        if "skiff_runtime_breakdown_ms" in report:
+            print("skiff-runtime start-up (median ms):")
+            for k, v in report["skiff_runtime_breakdown_ms"].items():
+                print(f"  {k}: {v}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
