@@ -17,7 +17,9 @@ def shares_to_weight(shares: int) -> int:
     0 means "unset" and stays 0."""
     if not shares:
         return 0
-    return 1 + ((shares - 2) * 9999) // 262142
+    q = (shares - 2) * 9999
+    # Go's integer division truncates toward zero (shares=1 → weight 1)
+    return 1 + (q // 262142 if q >= 0 else -(-q // 262142))
 
 
 def blkio_weight_to_io_weight(weight: int) -> int:

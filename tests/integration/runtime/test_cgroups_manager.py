@@ -317,3 +317,17 @@ def test_a_preexisting_cgroup_is_joined_but_never_emptied(make_cgroup):
     joiner.destroy()
     assert bystander.poll() is None            # untouched
     assert owner.exists()
+
+
+def test_cpu_shares_out_of_range_is_refused_cleanly(make_cgroup):
+    """The kernel clamps cpu.shares; like runc, a clamped value is an error
+    naming the bound (v1), and nothing is left behind."""
+    mgr, _ = make_cgroup({"cpu": {"shares": 1}})
+    if mgr.mode == "v2":
+        mgr.create()                      # weight 1: the v2 range starts there
+        assert _read(mgr.path, "cpu.weight") == "1"
+        return
+    from skiff.errors import InvalidArgument
+    with pytest.raises(InvalidArgument, match="minimum allowed cpu-shares is 2"):
+        mgr.create()
+    assert all(not os.path.exists(d) for d in mgr.paths.values())

@@ -28,6 +28,7 @@ OWN_V2 = "0::/user.slice/user-0.slice/session-1.scope\n"
 def test_shares_to_weight_matches_runc():
     assert convert.shares_to_weight(0) == 0
     assert convert.shares_to_weight(2) == 1
+    assert convert.shares_to_weight(1) == 1          # truncation, as Go
     assert convert.shares_to_weight(1024) == 39
     assert convert.shares_to_weight(262144) == 10000
 
