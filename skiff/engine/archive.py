@@ -131,7 +131,8 @@ class ContainerFS:
 
     ``root``: the container's rootfs directory (a mounted overlay).
     ``pid``: the PID of a running container's process (then its
-    /proc/<pid>/root is used, which sees its mounts).
+    /proc/<pid>/root is used, which sees its mounts; it must be the same
+    directory as ``root``, so a recycled PID is refused).
     ``mounts``: for a stopped container, ``[(destination, source)]`` of its
     bind and volume mounts, so paths under them map onto the host source.
     """
@@ -157,7 +158,20 @@ class ContainerFS:
         try:
             fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
+            if self.pid:
+                raise errors.Conflict("container is not running")
             raise errors.Internal(f"cannot open container root: {e.strerror}")
+        if self.pid and self.root not in ("", "/"):
+            # the PID may have been reused since it was read: the root we
+            # opened must be the container's own rootfs, or nothing is done
+            try:
+                st, want = os.fstat(fd), os.stat(self.root)
+            except OSError:
+                os.close(fd)
+                raise errors.Conflict("container is not running")
+            if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+                os.close(fd)
+                raise errors.Conflict("container is not running")
         return fd, rel
 
 

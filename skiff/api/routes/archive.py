@@ -30,16 +30,16 @@ async def container_fs(engine, c):
     """A ContainerFS for ``c``: a running container through
     /proc/<pid>/root (sees its mounts); a stopped one through its rootfs,
     mounted for the duration under the container's lock."""
+    cdir = engine.container_dir(c.id)
+    target = os.path.join(cdir, "rootfs")
     pid = c.state.get("Pid") if c.running else None
     if pid:
-        yield archive.ContainerFS("/", pid=int(pid))
+        yield archive.ContainerFS(target, pid=int(pid))
         return
-    cdir = engine.container_dir(c.id)
     async with c.lock:
         if c.running and c.state.get("Pid"):
-            yield archive.ContainerFS("/", pid=int(c.state["Pid"]))
+            yield archive.ContainerFS(target, pid=int(c.state["Pid"]))
             return
-        target = os.path.join(cdir, "rootfs")
         mounted_here = False
         if not os.path.ismount(target):
             await asyncio.to_thread(engine.rootfs.mount, c.id, target)

@@ -191,3 +191,13 @@ def test_dir_dot_rebases_to_dot(layout):
     assert st["name"] == "."
     names = set(tf.getnames())
     assert "./a.txt" in names and "./sub/b.txt" in names
+
+
+def test_running_root_must_be_the_containers(layout):
+    root, _ = layout
+    # our own /proc/self/root is "/", not the container's rootfs: refused
+    f = archive.ContainerFS(str(root), pid=os.getpid())
+    with pytest.raises(errors.Conflict, match="not running"):
+        archive.stat_path(f, "/etc")
+    ok = archive.ContainerFS("/", pid=os.getpid())
+    assert archive.stat_path(ok, "/proc")["name"] == "proc"
