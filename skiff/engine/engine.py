@@ -528,8 +528,19 @@ class Engine:
             o = ["nosuid", "nodev", "noexec"] + [x for x in (opts or "").split(",") if x]
             mounts.append({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o})
         cgroups_path = f"/skiff/{c.id}"
+        cns = {}
+        for key, kind, proc_name in (("IpcMode", "ipc", "ipc"), ("PidMode", "pid", "pid"),
+                                     ("UTSMode", "uts", "uts"), ("NetworkMode", "network", "net")):
+            mode = hc.get(key) or ""
+            if mode.startswith("container:"):
+                other = self.get(mode.split(":", 1)[1])
+                if not other.running:
+                    raise errors.Conflict(f"cannot join {kind} namespace of a non running "
+                                          f"container: {other.id}")
+                cns[kind] = f"/proc/{other.state['Pid']}/ns/{proc_name}"
         if self.create_spec is not None:
             spec = self.create_spec(
+                container_namespaces=cns or None,
                 config=cfg, host_config=hc, container_id=c.id, process=process,
                 netns_path=netns, extra_mounts=mounts, hostname=cfg.get("Hostname") or c.id[:12],
                 cgroups_path=cgroups_path, rootfs=rootfs)

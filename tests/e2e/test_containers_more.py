@@ -70,3 +70,12 @@ def test_published_port_reaches_the_container(skiffd):
         r = skiffd.nsexec("wget", "-q", "-O", "-", "http://127.0.0.1:18080/", timeout=5)
         return r.stdout if r.returncode == 0 else None
     assert wait_for(fetch, timeout=10) == "served\n"
+
+
+def test_join_another_containers_pid_and_network_namespaces(skiffd):
+    skiffd.docker("run", "-d", "--name", "base", "busybox", "sleep", "300", check=True)
+    ip = json.loads(skiffd.docker("inspect", "base").stdout)[0]["NetworkSettings"]["IPAddress"]
+    r = skiffd.docker("run", "--rm", "--pid", "container:base", "--network", "container:base",
+                      "busybox", "sh", "-c", "ps -o args; ip -4 addr show eth0", check=True)
+    assert "sleep 300" in r.stdout
+    assert ip and f"inet {ip}/" in r.stdout
