@@ -123,3 +123,25 @@ def test_sdk_pull_from_local_registry(skiffd, tmp_path):
             c.images.remove(f"{ref}:1")
         except docker.errors.NotFound:
             pass
+
+
+def test_sdk_registry_data(skiffd, tmp_path):
+    """GET /distribution/{name}/json through docker-py's get_registry_data."""
+    reg = NetnsRegistry(skiffd, str(tmp_path / "reg")).start()
+    c = skiffd.client
+    ref = f"{reg.host}/h5b/dist:1"
+    try:
+        c.images.get("busybox").tag(ref)
+        for line in c.images.push(ref, stream=True, decode=True):
+            assert "error" not in line, line
+        rd = c.images.get_registry_data(ref)
+        assert rd.id.startswith("sha256:")
+        assert rd.has_platform("linux/amd64") or rd.has_platform("linux/arm64")
+        with pytest.raises(docker.errors.NotFound):
+            c.images.get_registry_data(f"{reg.host}/h5b/nothing:1")
+    finally:
+        reg.stop()
+        try:
+            c.images.remove(ref)
+        except docker.errors.NotFound:
+            pass
