@@ -167,3 +167,26 @@ def test_login_and_authenticated_push(skiffd, tmp_path):
         skiffd.docker("logout", host)
         reg.stop()
         _rmi_quiet(skiffd, ref)
+
+
+def test_export_then_import(skiffd, tmp_path):
+    r = skiffd.docker("run", "--name", "h5b-exp", "--network", "none", "busybox", "sh", "-c",
+                      "echo exported-h5b > /exported")
+    assert r.returncode == 0, r.stderr
+    try:
+        out = tmp_path / "exp.tar"
+        skiffd.docker("export", "-o", str(out), "h5b-exp", check=True)
+        import tarfile
+        with tarfile.open(out) as tf:
+            names = set(tf.getnames())
+            assert "exported" in names or "./exported" in names
+            assert any(n.endswith("bin/busybox") for n in names)
+        with open(out, "rb") as f:
+            r = skiffd.docker("import", "-", "h5b/exported:1", input=f.read(), text=False)
+        assert r.returncode == 0, r.stderr
+        r = skiffd.docker("run", "--rm", "--network", "none", "h5b/exported:1", "cat",
+                          "/exported")
+        assert r.stdout == "exported-h5b\n", r.stderr
+    finally:
+        skiffd.docker("rm", "-f", "h5b-exp")
+        _rmi_quiet(skiffd, "h5b/exported:1")
