@@ -325,7 +325,7 @@ def _tarinfo(name: str, st, link: str = "") -> tarfile.TarInfo:
     return ti
 
 
-def iter_archive(fs: ContainerFS, path: str, cid: str = "", chunk: int = 1 << 16):
+def iter_archive(fs: ContainerFS, path: str, cid: str = "", chunk: int = 1 << 20):
     """(stat dict, generator of tar bytes) for ``path`` inside the container:
     the entry is named by the path's base name, as ``docker cp`` expects."""
     st_info = stat_path(fs, path, cid)
@@ -381,7 +381,7 @@ def iter_archive(fs: ContainerFS, path: str, cid: str = "", chunk: int = 1 << 16
                 return
             try:
                 ti.size = os.fstat(fd).st_size
-                _add_file(tf, ti, fd, sink, chunk)
+                yield from _add_file(tf, ti, fd, sink, chunk)
                 if sink.size:
                     yield sink.take()
             finally:
@@ -426,6 +426,8 @@ def _add_file(tf, ti, fd, sink, chunk):
             b = b"\0" * left
         tf.fileobj.write(b)
         left -= len(b)
+        if sink.size >= chunk:
+            yield sink.take()
     blocks, rem = divmod(size, tarfile.BLOCKSIZE)
     if rem:
         tf.fileobj.write(b"\0" * (tarfile.BLOCKSIZE - rem))

@@ -201,3 +201,14 @@ def test_running_root_must_be_the_containers(layout):
         archive.stat_path(f, "/etc")
     ok = archive.ContainerFS("/", pid=os.getpid())
     assert archive.stat_path(ok, "/proc")["name"] == "proc"
+
+
+def test_large_file_streams_in_chunks(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    with open(root / "big", "wb") as f:
+        f.truncate(32 << 20)
+    st, gen = archive.iter_archive(archive.ContainerFS(str(root)), "/big")
+    sizes = [len(c) for c in gen]
+    assert max(sizes) <= (2 << 20) + 64 * 1024  # bounded, not the whole file
+    assert sum(sizes) >= 32 << 20
