@@ -96,3 +96,14 @@ def test_resources_and_mounts(skiffd):
     with pytest.raises(docker.errors.APIError) as ei:
         _run(skiffd, "true", mem_limit="1m")
     assert "Minimum memory limit allowed is 6MB" in str(ei.value)
+
+
+def test_custom_seccomp_profile(skiffd):
+    import json
+
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    out = _run(skiffd, "mkdir /tmp/h5b-x 2>&1; grep Seccomp: /proc/self/status",
+               security_opt=["seccomp=" + json.dumps(profile)])
+    assert "Operation not permitted" in out
+    assert _status(out, "Seccomp") == "2"
