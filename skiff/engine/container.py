@@ -142,6 +142,8 @@ class Container:
     def inspect(self) -> dict:
         self.sync_status()
         out = {k: v for k, v in self.rec.items() if not k.startswith("_")}
+        out["Mounts"] = [{k: v for k, v in m.items() if not k.startswith("_")}
+                         for m in self.rec.get("Mounts") or []]
         return out
 
     def list_json(self, size: bool = False) -> dict:
@@ -173,7 +175,8 @@ class Container:
             "Status": self.status_string(),
             "HostConfig": {"NetworkMode": r["HostConfig"].get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": ns.get("Networks") or {}},
-            "Mounts": [dict(m) for m in (r.get("Mounts") or [])],
+            "Mounts": [{k: v for k, v in m.items() if not k.startswith("_")}
+                       for m in (r.get("Mounts") or [])],
         }
         if size:
             out["SizeRw"] = self.private.get("SizeRw", 0)

@@ -750,8 +750,6 @@ class Engine:
         signum = parse_signal(sig)
         if not c.running:
             raise errors.Conflict(f"cannot kill container: {c.name}: container {c.id} is not running")
-        if signum in (int(_signal.SIGKILL),):
-            c.stop_requested = c.host_config.get("RestartPolicy", {}).get("Name") != "always" and False
         self.emit(c, "kill", signal=signum)
         rc, _, err = await self.monitor.kill(self.runtime_path(c), c.id, signum)
         if rc != 0 and c.running:
