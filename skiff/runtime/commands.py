@@ -111,13 +111,14 @@ def _create(root, opts, pos, log, console_sock=None):
         if console_sock is not None:
             init_opts["console_fd"] = console_sock.fileno()
             init_opts["console_sock_obj"] = console_sock
-        prog = process.prepare_seccomp(cfg.seccomp, init_opts["seccomp_cache"])
+        # compiled (and cached) here, where pyseccomp can be imported
+        process.prepare_seccomp(cfg.seccomp, init_opts["seccomp_cache"])
         # an O_PATH handle on the fifo, opened here as host root: the init (maybe
         # an unprivileged user namespace's root) reopens it through /proc/self/fd
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         init_opts["fifo_fd"] = fifo_fd
         try:
-            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog)
+            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks)
         finally:
             os.close(fifo_fd)
         data = {"ociVersion": cfg.oci_version, "id": cid, "pid": pid,
@@ -438,7 +439,7 @@ def _exec_process(c, opts, pos):
     if opts.get("process"):
         with open(opts["process"], "rb") as f:
             raw = fastjson.loads(f.read())
-        return spec.parse_process(raw)
+        return spec.parse_process(raw), raw
     if len(pos) < 2:
         raise RuntimeFailure("exec: no command given (args or --process)")
     raw = dict(c.data["process"])
@@ -474,7 +475,7 @@ def _exec_process(c, opts, pos):
     if opts.get("additional_gids"):
         user["additionalGids"] = [int(g) for g in opts["additional_gids"]]
     raw["user"] = user
-    return spec.parse_process(raw)
+    return spec.parse_process(raw), raw
 
 
 def cmd_exec(root, opts, pos, log):
@@ -488,7 +489,7 @@ def cmd_exec(root, opts, pos, log):
     if st == "paused" and not opts.get("ignore_paused"):
         raise RuntimeFailure("cannot exec in a paused container (use --ignore-paused to "
                              "override)")
-    proc = _exec_process(c, opts, pos)
+    proc, raw_proc = _exec_process(c, opts, pos)
     detach = opts.get("detach")
     proxy = None
     sock = None
@@ -514,8 +515,9 @@ def cmd_exec(root, opts, pos, log):
     if sock is not None:
         xopts["console_fd"] = sock.fileno()
     try:
-        prog = process.prepare_seccomp(c.data.get("seccomp"), xopts["seccomp_cache"])
-        pid = process.spawn_exec(c.pid, proc, xopts, c.cgroup(), prog)
+        process.prepare_seccomp(c.data.get("seccomp"), xopts["seccomp_cache"])
+        xopts["raw_process"] = raw_proc
+        pid = process.spawn_exec(c.pid, proc, xopts, c.cgroup())
     finally:
         if sock is not None and proxy is None:
             sock.close()

@@ -127,7 +127,7 @@ def write_id_maps(pid, uid_maps, gid_maps):
         f.write(_id_map_text(gid_maps))
 
 
-def _stage1(ch, cfg, join_paths, prog):
+def _stage1(ch, cfg, join_paths, sealed_fd):
     """In the first child: enter or create namespaces, fork the init."""
     k.prctl(k.PR_SET_DUMPABLE, 0)
     ch.expect("go")  # the parent has put us into the container's cgroup
@@ -162,7 +162,7 @@ def _stage1(ch, cfg, join_paths, prog):
         k.unshare(flags)
     pid = os.fork()
     if pid == 0:
-        _child(ch, _stage2, cfg, prog)
+        _enter_sealed(ch, "init", sealed_fd)
     ch.send(type="pid", pid=pid)
 
 
@@ -393,19 +393,99 @@ def _exec(exe, args, env, prog, nnp, preserve_fds):
 # --------------------------------------------------------------------------- create
 
 def sealed_interpreter():
-    """Reserved for running the in-container stage from a sealed memfd copy."""
-    return None
+    """A sealed memfd copy of the interpreter (runc's exeseal, CVE-2019-5736):
+    the stage that lives inside the container is exec'd from it, so its
+    /proc/<pid>/exe is this copy — write-sealed — never the host's python.
+    → fd (close-on-exec), or None if memfd sealing is unavailable."""
+    import fcntl
+    import sys
+    try:
+        src = os.open(os.path.realpath(sys.executable), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = os.memfd_create("skiff-runtime", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        size = os.fstat(src).st_size
+        off = 0
+        while off < size:
+            n = os.sendfile(fd, src, off, size - off)
+            if n == 0:
+                break
+            off += n
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK |
+                    fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+        return fd
+    except OSError:
+        return None
+    finally:
+        os.close(src)
+
+
+def _enter_sealed(ch, kind, sealed_fd):
+    """In the freshly forked in-container stage: re-exec from the sealed
+    interpreter copy (never returns), or — without one — go on in place."""
+    if sealed_fd is None:
+        _child(ch, _stage_from_msg, kind)
+    import sys
+    # sys.path goes through the environment (popped at once), not the
+    # world-readable command line
+    code = ("import os, sys; sys.path[:0] = os.environ.pop('SKIFF_RUNTIME_SYSPATH')"
+            ".split(os.pathsep); from skiff.runtime.process import reexec_main; reexec_main()")
+    env = dict(os.environ, SKIFF_RUNTIME_SYSPATH=os.pathsep.join(sys.path))
+    try:
+        os.set_inheritable(ch.rfd, True)
+        os.set_inheritable(ch.wfd, True)
+        k.execveat(sealed_fd, ["skiff-runtime-" + kind, "-IS", "-c", code, kind,
+                               str(ch.rfd), str(ch.wfd)],
+                   [f"{a}={b}" for a, b in env.items()])
+    except BaseException as e:  # noqa: BLE001
+        try:
+            ch.send(type="error", msg=f"exec of the sealed runtime copy failed: {_describe(e)}")
+        finally:
+            os._exit(1)
+
+
+def reexec_main():
+    """Entry point of the in-container stage after the sealed re-exec."""
+    import sys
+    kind, rfd, wfd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    for fd in (rfd, wfd):
+        os.set_inheritable(fd, False)
+    _child(Channel(rfd, wfd), _stage_from_msg, kind)
+
+
+def _stage_from_msg(ch, kind):
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    msg = ch.expect("sealed")
+    from skiff.runtime import spec
+    if kind == "init":
+        cfg = spec.parse_config(msg["raw"], msg["bundle"])
+        prog = prepare_seccomp(cfg.seccomp, msg.get("seccomp_cache"))
+        _stage2(ch, cfg, prog)
+    else:
+        proc = spec.parse_process(msg["process"])
+        prog = prepare_seccomp(msg.get("seccomp"), msg.get("seccomp_cache"))
+        _preimport(proc)
+        if msg.get("join_mount"):
+            fd = os.open(f"/proc/{msg['init_pid']}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            k.setns(fd, k.CLONE_NEWNS)  # root and cwd become the container's
+            os.close(fd)
+        _exec_stage2(ch, proc, prog)
 
 
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     """Start the init of a new container; returns its host pid once it waits
     on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
     join = {t: p for t, p in cfg.namespaces if p}
+    for key in ("fifo_fd", "console_fd"):
+        if opts.get(key) is not None:
+            os.set_inheritable(opts[key], True)
+    sealed_fd = sealed_interpreter()
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _child(child, _stage1, cfg, join, prog)
+        _child(child, _stage1, cfg, join, sealed_fd)
     child.close()
     console_fd = opts.pop("console_sock_obj", None)
     init_pid = None
@@ -425,6 +505,8 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         init_pid = msg["pid"]
         os.waitpid(pid1, 0)
         pid1 = None
+        parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
+                    seccomp_cache=opts.get("seccomp_cache"))
         parent.send(type="config", **opts)
         parent.expect("hooks")
         on_hooks(init_pid)
@@ -448,6 +530,8 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         parent.close()
         if console_fd is not None:
             console_fd.close()
+        if sealed_fd is not None:
+            os.close(sealed_fd)
 
 
 # --------------------------------------------------------------------------- exec
@@ -462,13 +546,15 @@ def _ns_differs(pid, t):
     return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
 
 
-def _exec_stage1(ch, init_pid, proc, prog):
+def _exec_stage1(ch, init_pid, proc, sealed_fd):
     k.prctl(k.PR_SET_DUMPABLE, 0)
     _preimport(proc)
     ch.expect("go")
     fds = []
     for t in _NS_ORDER:
-        if _ns_differs(init_pid, t):
+        # the mount namespace is joined by the sealed stage itself: the dynamic
+        # loader of the re-exec'd interpreter must still resolve on the host
+        if t != "mount" and _ns_differs(init_pid, t):
             fds.append((t, os.open(f"/proc/{init_pid}/ns/{k.NAMESPACE_PROC_NAMES[t]}",
                                    os.O_RDONLY | os.O_CLOEXEC)))
     # the init's root, to chdir into when there is no new mount ns to join
@@ -480,7 +566,7 @@ def _exec_stage1(ch, init_pid, proc, prog):
         os.setresuid(0, 0, 0)
     pid = os.fork()
     if pid == 0:
-        _child(ch, _exec_stage2, proc, prog)
+        _enter_sealed(ch, "exec", sealed_fd)
     ch.send(type="pid", pid=pid)
 
 
@@ -497,11 +583,14 @@ def _exec_stage2(ch, proc, prog):
 
 def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     """Start ``proc`` inside the running container; → its host pid."""
+    if opts.get("console_fd") is not None:
+        os.set_inheritable(opts["console_fd"], True)
+    sealed_fd = sealed_interpreter()
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _child(child, _exec_stage1, init_pid, proc, prog)
+        _child(child, _exec_stage1, init_pid, proc, sealed_fd)
     child.close()
     pid2 = None
     try:
@@ -515,6 +604,9 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         pid2 = msg["pid"]
         os.waitpid(pid1, 0)
         pid1 = None
+        parent.send(type="sealed", process=opts.pop("raw_process"),
+                    seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
+                    init_pid=init_pid, join_mount=_ns_differs(init_pid, "mount"))
         parent.send(type="config", **opts)
         parent.expect("exec")
         # EOF (the write end closed on execve) = success; a message = failure
@@ -537,3 +629,5 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         raise
     finally:
         parent.close()
+        if sealed_fd is not None:
+            os.close(sealed_fd)
