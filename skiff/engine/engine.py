@@ -402,7 +402,8 @@ class Engine:
             with open(tmp, "w") as f:
                 json.dump(spec, f)
             os.rename(tmp, os.path.join(cdir, "config.json"))
-            await self.monitor.delete(runtime, cid)
+            if os.path.exists(os.path.join(self.monitor.runtime_root, cid)):
+                await self.monitor.delete(runtime, cid)   # a stale state from a crash
             pid = await self.monitor.create(
                 cid, name=c.name, bundle=cdir, runtime=runtime, log_path=c.rec["LogPath"],
                 terminal=c.tty, stdin=bool(c.config.get("OpenStdin")),
