@@ -25,9 +25,12 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import queue
 import shutil
 import stat
+import struct
 import tarfile
+import threading
 from dataclasses import dataclass
 
 from skiff import errors
@@ -43,6 +46,34 @@ _DROP_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _RESOLVE = ksys.RESOLVE_IN_ROOT | ksys.RESOLVE_NO_MAGICLINKS
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_REG_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_SMALL = 256 * 1024  # files up to this size travel to the writer in one piece
+
+
+def _truncated(ti) -> LayerError:
+    return LayerError(f"invalid layer: unexpected end of data in {ti.name!r} "
+                      f"(truncated stream)")
+
+
+class _Chunks:
+    """The data of one large file, handed chunk by chunk to the writer
+    (bounded: at most 8 MiB in flight)."""
+
+    def __init__(self):
+        self.q: queue.Queue = queue.Queue(maxsize=8)
+        self.done = False
+
+    def get(self):
+        if self.done:
+            return None
+        b = self.q.get()
+        if b is None:
+            self.done = True
+        return b
+
+    def drain(self) -> None:
+        while self.get() is not None:
+            pass
 
 
 @dataclass
@@ -93,6 +124,7 @@ class _Applier:
         self.umask = _umask()
         self.content_size = 0
         self.entries = 0
+        self.error: BaseException | None = None
 
     def close(self):
         for fd in self.cache.values():
@@ -192,20 +224,63 @@ class _Applier:
         return int(float(ti.mtime) * 1_000_000_000)
 
     def apply(self, tf: "_TarReader", stream: LayerStream) -> None:
-        while True:
-            ti = tf.next()
-            if ti is None:
-                break
-            self.entries += 1
-            if self.entries > self.max_entries:
-                raise LayerError(f"layer has more than {self.max_entries} entries")
-            try:
-                self.entry(ti, stream)
-            except LayerError:
-                raise
-            except OSError as e:
-                raise LayerError(f"failed to apply layer entry {ti.name!r}: "
-                                 f"{e.strerror or e}") from None
+        """Two-stage pipeline: this thread parses headers, reads (and
+        hashes) the stream; one worker thread makes every filesystem call,
+        in tar order. Syscalls release the GIL, so parsing and hashing
+        overlap with the kernel's work of creating files."""
+        q: queue.Queue = queue.Queue(maxsize=32)
+        worker = threading.Thread(target=self._work, args=(q,), name="skiff-apply",
+                                  daemon=True)
+        worker.start()
+        batch: list = []
+        batch_bytes = 0
+        try:
+            while self.error is None:
+                ti = tf.next()
+                if ti is None:
+                    break
+                self.entries += 1
+                if self.entries > self.max_entries:
+                    raise LayerError(f"layer has more than {self.max_entries} entries")
+                if ti.type in _REG_TYPES:
+                    if ti.sparse is not None:
+                        raise LayerError(f"invalid layer: sparse file {ti.name!r} is not "
+                                         f"supported")
+                    if ti.size <= _SMALL:
+                        data = stream.read(ti.size) if ti.size else b""
+                        if len(data) != ti.size:
+                            raise _truncated(ti)
+                        batch.append((ti, data))
+                        batch_bytes += ti.size
+                    else:
+                        if batch:
+                            q.put(batch)
+                            batch, batch_bytes = [], 0
+                        chunks = _Chunks()
+                        q.put([(ti, chunks)])
+                        try:
+                            left = ti.size
+                            while left > 0 and self.error is None:
+                                b = stream.read(left if left < CHUNK else CHUNK)
+                                if not b:
+                                    raise _truncated(ti)
+                                left -= len(b)
+                                chunks.q.put(b)
+                        finally:
+                            chunks.q.put(None)
+                        continue
+                else:
+                    batch.append((ti, None))
+                if len(batch) >= 256 or batch_bytes >= (8 << 20):
+                    q.put(batch)
+                    batch, batch_bytes = [], 0
+            if batch:
+                q.put(batch)
+        finally:
+            q.put(None)
+            worker.join()
+        if self.error is not None:
+            raise self.error
         # directory times last (creating children changed them), deepest first
         for rel, mt, at in reversed(self.dirs):
             if rel == ".":
@@ -218,7 +293,27 @@ class _Applier:
             except (OSError, LayerError):
                 pass  # replaced later by a non-directory or removed
 
-    def entry(self, ti: tarfile.TarInfo, stream: LayerStream) -> None:
+    def _work(self, q: queue.Queue) -> None:
+        while True:
+            batch = q.get()
+            if batch is None:
+                return
+            for ti, data in batch:
+                if self.error is not None:
+                    if isinstance(data, _Chunks):
+                        data.drain()
+                    continue
+                try:
+                    self.entry(ti, data)
+                except BaseException as e:
+                    if isinstance(data, _Chunks):
+                        data.drain()
+                    if isinstance(e, OSError):
+                        e = LayerError(f"failed to apply layer entry {ti.name!r}: "
+                                       f"{e.strerror or e}")
+                    self.error = e
+
+    def entry(self, ti: tarfile.TarInfo, data) -> None:
         rel = clean_name(ti.name)
         d, base = posixpath.split(rel)
         if rel == ".":
@@ -232,10 +327,8 @@ class _Applier:
             return
         pfd = self.parent(d)
         t = ti.type
-        if t in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE):
-            if ti.sparse is not None:
-                raise LayerError(f"invalid layer: sparse file {ti.name!r} is not supported")
-            self.regular(pfd, base, ti, stream)
+        if t in _REG_TYPES:
+            self.regular(pfd, base, ti, data)
         elif t == tarfile.DIRTYPE:
             self.directory(pfd, base, rel, ti)
         elif t == tarfile.SYMTYPE:
@@ -260,7 +353,7 @@ class _Applier:
             self.remove(pfd, base)
             fn()
 
-    def regular(self, pfd: int, base: str, ti, stream: LayerStream) -> None:
+    def regular(self, pfd: int, base: str, ti, data) -> None:
         mode = ti.mode & 0o7777
         try:
             fd = os.open(base, _CREATE_FLAGS, mode & 0o777, dir_fd=pfd)
@@ -268,20 +361,20 @@ class _Applier:
             self.remove(pfd, base)
             fd = os.open(base, _CREATE_FLAGS, mode & 0o777, dir_fd=pfd)
         try:
-            left = ti.size
-            read = stream.read
             write = os.write
-            while left > 0:
-                b = read(left if left < CHUNK else CHUNK)
-                if not b:
-                    raise LayerError(f"invalid layer: unexpected end of data in {ti.name!r} "
-                                     f"(truncated stream)")
-                left -= len(b)
+            if isinstance(data, _Chunks):
+                get = data.get
+                b = get()
+                while b is not None:
+                    while b:
+                        n = write(fd, b)
+                        b = memoryview(b)[n:] if n != len(b) else b""
+                    b = get()
+            else:
+                b = data
                 while b:
                     n = write(fd, b)
-                    if n == len(b):
-                        break
-                    b = memoryview(b)[n:]
+                    b = memoryview(b)[n:] if n != len(b) else b""
             self.content_size += ti.size
             chowned = False
             if ti.uid != self.euid or ti.gid != self.egid:
@@ -383,14 +476,39 @@ class _Applier:
             pass
 
 
-class _TarReader:
-    """tarfile's header parser (TarInfo.fromtarfile) driven by a strict loop.
+class _Hdr:
+    """The fields of a plain ustar/GNU header the applier uses (a light
+    stand-in for tarfile.TarInfo on the fast path)."""
 
-    TarFile.next() ends silently on a corrupt header after the first one
-    and seeks backwards; this reader treats every malformed header as an
-    error, stops only at the end-of-archive block (or a clean end of
-    stream on a block boundary, as Go's archive/tar does) and only ever
-    reads forward."""
+    __slots__ = ("name", "type", "mode", "uid", "gid", "size", "mtime", "linkname",
+                 "devmajor", "devminor", "pax_headers", "sparse")
+
+    def isdir(self) -> bool:
+        return self.type == tarfile.DIRTYPE
+
+
+_HDR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+_CHK = struct.Struct("148B8x356B")
+_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
+_SLOW_TYPES = frozenset(b"xgLKSVMN")  # pax, GNU long names, sparse, volume, multivolume
+_USTAR_MAGIC = (b"ustar\x00", b"ustar ")
+
+
+def _oct(field: bytes) -> int:
+    field = field.split(b"\0", 1)[0].strip()
+    return int(field, 8) if field else 0
+
+
+class _TarReader:
+    """A strict, forward-only tar header reader.
+
+    Plain ustar/GNU headers are decoded here (the common case, and the hot
+    loop of an unpack); anything else (pax extended headers, GNU long
+    names, base-256 numbers) goes through tarfile's own header parser
+    (TarInfo.frombuf + _proc_member). Unlike TarFile.next(), every malformed
+    header is an error, the end is the end-of-archive block (or a clean end
+    of stream on a block boundary, as Go's archive/tar accepts), and the
+    stream is only ever read forward."""
 
     encoding = "utf-8"
     errors = "surrogateescape"
@@ -401,12 +519,66 @@ class _TarReader:
         self.pax_headers: dict = {}
 
     def next(self):
-        if self.fileobj.tell() != self.offset:
-            self.fileobj.seek(self.offset)
-            if self.fileobj.tell() != self.offset:
+        f = self.fileobj
+        if f.pos != self.offset:
+            f.seek(self.offset)
+            if f.pos != self.offset:
                 raise LayerError("invalid layer: unexpected end of data (truncated stream)")
+        buf = f.read(tarfile.BLOCKSIZE)
+        if not buf:
+            return None
+        if len(buf) != tarfile.BLOCKSIZE:
+            raise LayerError("invalid layer: truncated tar header (truncated stream)")
+        if buf == _ZERO_BLOCK:
+            return None
+        (name, mode, uid, gid, size, mtime, chksum, typ, linkname, magic, _ver, _un, _gn,
+         devmajor, devminor, prefix) = _HDR.unpack(buf)
+        t = typ[0]
+        numeric = (mode, uid, gid, size, mtime, devmajor, devminor)
+        if t in _SLOW_TYPES or magic not in _USTAR_MAGIC or self.pax_headers or \
+                any(x[:1] and x[0] & 0x80 for x in numeric):
+            return self._slow(buf)
         try:
-            return tarfile.TarInfo.fromtarfile(self)
+            if _oct(chksum) != 256 + sum(_CHK.unpack_from(buf)):
+                return self._slow(buf)  # tarfile also accepts signed checksums
+            h = _Hdr()
+            n = name.split(b"\0", 1)[0]
+            if magic == b"ustar\x00" and prefix[:1] != b"\0":
+                n = prefix.split(b"\0", 1)[0] + b"/" + n
+            h.name = n.decode("utf-8", "surrogateescape")
+            h.mode = _oct(mode)
+            h.uid = _oct(uid)
+            h.gid = _oct(gid)
+            h.size = _oct(size)
+            h.mtime = _oct(mtime)
+            h.linkname = linkname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            h.devmajor = _oct(devmajor)
+            h.devminor = _oct(devminor)
+        except ValueError:
+            return self._slow(buf)
+        if t == 0x30 or t == 0:  # "0" or NUL: regular file (or a dir, old style)
+            h.type = tarfile.REGTYPE
+            if h.name.endswith("/"):
+                h.type = tarfile.DIRTYPE
+        else:
+            h.type = typ
+        if h.type == tarfile.DIRTYPE:
+            h.name = h.name.rstrip("/")
+        h.pax_headers = {}
+        h.sparse = None
+        if h.size < 0:
+            raise LayerError("invalid layer: negative size in tar header")
+        end = self.offset + tarfile.BLOCKSIZE
+        if h.type in _REG_TYPES or h.type not in tarfile.SUPPORTED_TYPES:
+            end += -(-h.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        self.offset = end
+        return h
+
+    def _slow(self, buf: bytes):
+        try:
+            ti = tarfile.TarInfo.frombuf(buf, self.encoding, self.errors)
+            ti.offset = self.fileobj.tell() - tarfile.BLOCKSIZE
+            return ti._proc_member(self)
         except tarfile.EOFHeaderError:
             return None
         except tarfile.EmptyHeaderError:
@@ -414,11 +586,13 @@ class _TarReader:
         except tarfile.TruncatedHeaderError:
             raise LayerError("invalid layer: truncated tar header (truncated stream)") from None
         except tarfile.InvalidHeaderError as e:
-            if self.offset == 0 and self.fileobj.tell() <= tarfile.BLOCKSIZE:
+            if self.offset == 0:
                 raise LayerError(f"invalid layer: not a tar stream ({e})") from None
             raise LayerError(f"invalid layer: corrupt tar header at offset {self.offset}: {e}") \
                 from None
         except tarfile.HeaderError as e:
+            raise LayerError(f"invalid layer: corrupt tar header: {e}") from None
+        except (ValueError, UnicodeError) as e:
             raise LayerError(f"invalid layer: corrupt tar header: {e}") from None
 
 
@@ -441,6 +615,7 @@ def apply_layer(fileobj, dest: str, *, expected_digest: str | None = None,
         raise LayerError(f"invalid layer: {e}") from None
     finally:
         ap.close()
+        stream.close()
     if expected_digest and stream.digest != expected_digest:
         raise errors.DigestMismatch(f"layer digest mismatch: got {stream.digest}, "
                                     f"expected {expected_digest}")

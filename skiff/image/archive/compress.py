@@ -36,13 +36,56 @@ def detect(head: bytes) -> str:
     return "tar"
 
 
+class _BgHash:
+    """sha256 computed on a helper thread (hashlib releases the GIL on large
+    buffers), so hashing overlaps with parsing and file creation. Only
+    immutable bytes are queued."""
+
+    def __init__(self):
+        self._h = hashlib.sha256()
+        self._q = None
+        self._t = None
+        self._hex = None
+
+    def update(self, b: bytes) -> None:
+        if len(b) < (64 << 10):
+            if self._q is None:
+                self._h.update(b)
+                return
+        if self._q is None:
+            import queue
+            import threading
+            self._q = queue.Queue(maxsize=16)
+            self._t = threading.Thread(target=self._run, name="skiff-hash", daemon=True)
+            self._t.start()
+        self._q.put(b)
+
+    def _run(self):
+        while True:
+            b = self._q.get()
+            if b is None:
+                return
+            self._h.update(b)
+
+    def close(self) -> None:
+        if self._q is not None and self._t.is_alive():
+            self._q.put(None)
+            self._t.join()
+
+    def hexdigest(self) -> str:
+        if self._hex is None:
+            self.close()
+            self._hex = self._h.hexdigest()
+        return self._hex
+
+
 class _HashedSource(io.RawIOBase):
     """The compressed bytes as they arrive, hashed and counted."""
 
     def __init__(self, fileobj, head: bytes):
         self.f = fileobj
         self.head = head
-        self.h = hashlib.sha256()
+        self.h = _BgHash()
         self.n = 0
         self.eof = False
 
@@ -62,8 +105,9 @@ class _HashedSource(io.RawIOBase):
         return b
 
     def readinto(self, buf):
-        b = self.read(len(buf))
-        memoryview(buf).cast("B")[:len(b)] = b
+        mv = memoryview(buf).cast("B")
+        b = self.read(len(mv))
+        mv[:len(b)] = b
         return len(b)
 
     def drain(self):
@@ -79,7 +123,7 @@ class _Decompressed(io.RawIOBase):
         self.kind = kind
         self.max_bytes = max_bytes
         self.n = 0
-        self.h = src.h if kind == "tar" else hashlib.sha256()
+        self.h = src.h if kind == "tar" else _BgHash()
         self._pending = b""
         if kind == "gzip":
             self._z = zlib.decompressobj(31)
@@ -168,8 +212,17 @@ class _Decompressed(io.RawIOBase):
         return b
 
     def readinto(self, buf):
-        b = self.read(len(buf))
-        memoryview(buf).cast("B")[:len(b)] = b
+        mv = memoryview(buf).cast("B")
+        if self.kind == "tar" and not self._pending:
+            # no decompression: straight from the source into the buffer
+            n = self.src.readinto(mv[:CHUNK])
+            self.n += n
+            if self.n > self.max_bytes:
+                raise LayerError(f"layer exceeds the maximum uncompressed size "
+                                 f"({self.max_bytes} bytes)")
+            return n
+        b = self.read(len(mv))
+        mv[:len(b)] = b
         return len(b)
 
 
@@ -206,6 +259,11 @@ class LayerStream:
             left -= len(b)
             self.pos += len(b)
         return self.pos
+
+    def close(self) -> None:
+        """Stop the hashing threads (also after an error)."""
+        self._src.h.close()
+        self._dec.h.close()
 
     def finish(self) -> None:
         """Read to the end so both digests cover every byte."""

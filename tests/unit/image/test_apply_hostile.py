@@ -312,3 +312,27 @@ def test_whiteout_does_not_hide_same_layer_entry(env):
     apply(root, [E("file", "a", b"new"), E("file", ".wh.a"), E("file", ".wh.b"),
                  E("file", "b", b"again")])
     assert (root / "a").read_bytes() == b"new" and (root / "b").read_bytes() == b"again"
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+def test_header_formats_long_names_and_times(tmp_path, fmt):
+    """The fast ustar/GNU header path and tarfile's path (pax, GNU long
+    names) give the same tree; directory mtimes are restored last."""
+    import tarfile
+    root = tmp_path / "r"
+    root.mkdir()
+    longdir = "/".join(["d" * 40] * 3)          # 122 chars: ustar prefix / long names
+    fmt_id = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT,
+              "pax": tarfile.PAX_FORMAT}[fmt]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt_id) as tf:
+        for ti, data in [E("dir", longdir, mtime=1000000000),
+                         E("file", longdir + "/f.txt", b"hello", mtime=1200000000),
+                         E("symlink", longdir + "/ln", link="f.txt")]:
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    res = apply_layer(io.BytesIO(buf.getvalue()), str(root))
+    assert res.entries == 3
+    assert (root / longdir / "f.txt").read_bytes() == b"hello"
+    assert os.stat(root / longdir / "f.txt").st_mtime == 1200000000
+    assert os.stat(root / longdir).st_mtime == 1000000000
+    assert (root / longdir / "ln").read_bytes() == b"hello"
