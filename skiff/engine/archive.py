@@ -32,7 +32,6 @@ import os
 import posixpath
 import stat as _stat
 import tarfile
-import time
 from datetime import datetime, timezone
 
 from skiff import errors

@@ -16,7 +16,6 @@ import secrets
 import shutil
 import stat as _stat
 import threading
-import time
 from datetime import datetime, timezone
 
 from skiff import errors

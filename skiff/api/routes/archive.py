@@ -4,7 +4,6 @@
 import asyncio
 import contextlib
 import os
-import secrets
 import tempfile
 
 from aiohttp import web

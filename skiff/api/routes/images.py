@@ -11,11 +11,10 @@ import threading
 from aiohttp import web
 
 from skiff import errors
-from skiff.api.routes import filters, json_body, json_response, qbool
+from skiff.api.routes import filters, json_response, qbool
 from skiff.api.server import add_route
 from skiff.api.streams import json_stream, write_json
 
-_MISSING = object()
 
 
 def decode_auth(header: str | None):
