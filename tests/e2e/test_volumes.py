@@ -105,3 +105,19 @@ def test_anonymous_volumes_and_prune(skiffd):
     finally:
         skiffd.docker("rm", "-f", "h5b-anon")
         _vol(skiffd, "rm", "-f", "h5b-named-prune")
+
+
+def test_volumes_survive_daemon_restart(make_skiffd):
+    d = make_skiffd()
+    d.docker("run", "--network", "none", "--name", "h5b-persist", "-v", "h5b-keep:/data",
+             "busybox", "sh", "-c", "echo kept > /data/k", check=True)
+    d.restart()
+    info = json.loads(d.docker("volume", "inspect", "h5b-keep", check=True).stdout)[0]
+    assert info["Name"] == "h5b-keep"
+    r = d.docker("volume", "rm", "h5b-keep")
+    assert r.returncode == 1 and "volume is in use" in r.stderr
+    r = d.docker("run", "--rm", "--network", "none", "-v", "h5b-keep:/data", "busybox",
+                 "cat", "/data/k")
+    assert r.stdout == "kept\n", r.stderr
+    d.docker("rm", "h5b-persist", check=True)
+    assert d.docker("volume", "rm", "h5b-keep").returncode == 0
