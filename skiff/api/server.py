@@ -66,6 +66,15 @@ def parse_host(h: str):
     raise errors.InvalidArgument(f"invalid host: {h}")
 
 
+def check_hosts(hosts, config):
+    """Refuse bad listen addresses before the daemon touches anything."""
+    for h in hosts:
+        kind, addr = parse_host(h)
+        if kind == "tcp" and not (config.tls and config.tlscert and config.tlskey):
+            raise errors.InvalidArgument(
+                f"refusing to listen on {h} without TLS: set tls, tlscert and tlskey")
+
+
 async def start_sites(runner, hosts, config):
     sites = []
     for h in hosts:

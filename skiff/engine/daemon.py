@@ -122,6 +122,12 @@ def main(argv=None):
         return 1
     log.info("mount namespace: %s", how)
     hosts = config.hosts or [f"unix://{os.path.join(config.exec_root, 'skiff.sock')}"]
+    try:
+        from skiff.api.server import check_hosts
+        check_hosts(hosts, config)
+    except errors.SkiffError as e:
+        print(f"skiffd: {e}", file=sys.stderr)
+        return 1
     pidfile = args.pidfile or os.path.join(config.exec_root, "skiffd.pid")
     try:
         return asyncio.run(_serve(config, hosts, pidfile, log))
@@ -146,8 +152,9 @@ async def _serve(config, hosts, pidfile, log):
     await runner.setup()
     try:
         await server.start_sites(runner, hosts, config)
-    except Exception:
+    except BaseException:
         await runner.cleanup()
+        await engine.shutdown()   # also takes down network objects it made
         raise
     sock_ids = {}
     for h in hosts:

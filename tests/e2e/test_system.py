@@ -78,3 +78,20 @@ def test_system_df_and_events_filters(skiffd):
     assert [c["Names"] for c in df["Containers"]] == [["/dfc"]]
     r = skiffd.docker("system", "df", check=True)
     assert "Containers" in r.stdout
+
+
+def test_tcp_without_tls_is_refused_and_config_file_is_read(tmp_path):
+    import subprocess
+    cfg = tmp_path / "daemon.json"
+    cfg.write_text(json.dumps({"data-root": str(tmp_path / "data"),
+                               "exec-root": str(tmp_path / "run"),
+                               "hosts": ["tcp://127.0.0.1:23750"]}))
+    # in a network namespace of its own: a daemon that got further would build its bridge there
+    r = subprocess.run(["unshare", "-n", "skiffd", "--config-file", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1
+    assert "refusing to listen on tcp://127.0.0.1:23750 without TLS" in r.stderr
+    cfg.write_text('{"no-such-option": true}')
+    r = subprocess.run(["unshare", "-n", "skiffd", "--config-file", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "no-such-option" in r.stderr
