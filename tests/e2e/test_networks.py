@@ -68,3 +68,21 @@ def test_network_prune(skiffd):
     assert r.returncode == 0 and "h5b-prune-me" in r.stdout, r.stderr
     assert "h5b-prune-me" not in _net(skiffd, "ls").stdout
     assert "bridge" in _net(skiffd, "ls").stdout
+
+
+def test_connect_stopped_container_applies_at_start(skiffd):
+    _net(skiffd, "create", "--subnet", "10.231.9.0/24", "h5b-net3", check=True)
+    try:
+        skiffd.docker("create", "--name", "h5b-late", "busybox", "sleep", "300", check=True)
+        r = _net(skiffd, "connect", "--alias", "late", "h5b-net3", "h5b-late")
+        assert r.returncode == 0, r.stderr
+        c = json.loads(skiffd.docker("inspect", "h5b-late").stdout)[0]
+        assert "h5b-net3" in c["NetworkSettings"]["Networks"]
+        skiffd.docker("start", "h5b-late", check=True)
+        r = skiffd.docker("exec", "h5b-late", "ip", "-4", "-o", "addr")
+        assert "10.231.9." in r.stdout, r.stdout + r.stderr
+        c = json.loads(skiffd.docker("inspect", "h5b-late").stdout)[0]
+        assert c["NetworkSettings"]["Networks"]["h5b-net3"]["IPAddress"].startswith("10.231.9.")
+    finally:
+        skiffd.docker("rm", "-f", "h5b-late")
+        _net(skiffd, "rm", "h5b-net3")
