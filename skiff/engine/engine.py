@@ -1088,6 +1088,7 @@ class Engine:
     # ------------------------------------------------------------ restore
     async def restore(self):
         for rec in self.db.load_containers():
+            rec["ExecIDs"] = None    # exec sessions do not outlive the daemon
             c = Container(rec)
             self.containers[c.id] = c
         for c in list(self.containers.values()):

@@ -199,8 +199,18 @@ async def _reap_later(ex, finish, logfile):
     ex.done.set()
 
 
+def _forget_old(engine, c, keep=20):
+    """Finished exec sessions stay inspectable; only the last ``keep`` are kept."""
+    ids = c.rec.get("ExecIDs") or []
+    done = [i for i in ids if i in engine.execs and engine.execs[i].exit_code is not None]
+    for i in done[:-keep] if len(done) > keep else []:
+        ids.remove(i)
+        engine.execs.pop(i, None)
+
+
 def _emit_die(engine, ex):
     c = ex.container
+    _forget_old(engine, c)
     engine.events.emit("container", "exec_die", c.id,
                        {"name": c.name, "image": c.config.get("Image", ""), "execID": ex.id,
                         "exitCode": str(ex.exit_code)})
