@@ -51,6 +51,12 @@ def test_cp_in_and_out(skiffd, box, tmp_path):
         tf.addfile(ti, io.BytesIO(b"xyz"))
     skiffd.docker("cp", "-", f"{box}:/tmp", input=buf.getvalue(), text=False, check=True)
     assert skiffd.docker("exec", box, "cat", "/tmp/from-stdin.txt").stdout == "xyz"
+    # -L follows a link (the CLI asks for the stat's linkTarget)
+    skiffd.docker("exec", box, "ln", "-s", "/srv/d/a", "/alink", check=True)
+    skiffd.docker("cp", "-L", f"{box}:/alink", str(tmp_path / "followed"), check=True)
+    assert (tmp_path / "followed").read_text() == "a\n"
+    skiffd.docker("cp", f"{box}:/alink", str(tmp_path / "notfollowed"), check=True)
+    assert os.readlink(tmp_path / "notfollowed") == "/srv/d/a"
     r = skiffd.docker("cp", f"{box}:/no/such/file", str(tmp_path))
     assert r.returncode == 1 and "Could not find the file /no/such/file" in r.stderr
 
