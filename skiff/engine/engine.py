@@ -970,6 +970,8 @@ class Engine:
                      detach_keys: str | None = None):
         """Pump a container's stdio to/from ``conn`` (an api.streams.Hijacked)."""
         c = self.get(ref)
+        if c.paused:
+            raise errors.Conflict("You cannot attach to a paused container, unpause it first")
         use_stdin = stdin and bool(c.config.get("OpenStdin"))
         loop = asyncio.get_running_loop()
         sock_holder = {}

@@ -107,6 +107,8 @@ def register(app, engine):
         if not qbool(request, "stream") and not qbool(request, "logs"):
             raise errors.InvalidArgument("at least one of stream or logs must be set")
         stdin, stdout, stderr = qbool(request, "stdin"), qbool(request, "stdout"), qbool(request, "stderr")
+        if c.paused:
+            raise errors.Conflict("You cannot attach to a paused container, unpause it first")
         conn = await Hijacked(request, raw=c.tty).start()
         try:
             if qbool(request, "logs"):
