@@ -126,3 +126,29 @@ def test_cp_into_volume_of_running_container(skiffd, tmp_path):
     finally:
         skiffd.docker("rm", "-f", "h5b-cp-vol")
         skiffd.docker("volume", "rm", "-f", "h5b-cpvol")
+
+
+def test_cp_symlink_swap_race(skiffd, box, tmp_path):
+    """CVE-2018-15664: a component swapped between a directory and a link to a
+    host path while cp runs must never expose the host file."""
+    host_dir = tmp_path / "hostdir"
+    host_dir.mkdir()
+    (host_dir / "secret").write_text("HOST\n")
+    skiffd.docker("exec", box, "sh", "-c",
+                  f"mkdir -p /w/real && echo CONTAINER > /w/real/secret && "
+                  f"ln -s {host_dir} /w/evil-link", check=True)
+    skiffd.docker("exec", "-d", box, "sh", "-c",
+                  "cd /w; while true; do mv -f real x 2>/dev/null; mv -f x real 2>/dev/null;"
+                  " ln -sfn evil-link x; rm -f x; done", check=True)
+    seen = set()
+    for i in range(15):
+        out = tmp_path / f"o{i}"
+        r = skiffd.docker("cp", f"{box}:/w/x/secret", str(out))
+        if r.returncode == 0:
+            seen.add(out.read_text())
+        w = tmp_path / "w.txt"
+        w.write_text("PWN\n")
+        skiffd.docker("cp", str(w), f"{box}:/w/x/")
+    assert "HOST\n" not in seen
+    assert sorted(os.listdir(host_dir)) == ["secret"]
+    assert (host_dir / "secret").read_text() == "HOST\n"
