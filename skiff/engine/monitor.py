@@ -92,9 +92,10 @@ class Monitor:
         finally:
             os.close(start_w)
         _, err = await proc.communicate()
-        loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(None, _read_all, sync_r)
+            data = await asyncio.wait_for(_read_line(sync_r), 120)
+        except asyncio.TimeoutError:
+            raise errors.Internal(f"{os.path.basename(runtime)} create did not report in 120 s")
         finally:
             os.close(sync_r)
         if proc.returncode != 0:
@@ -231,10 +232,22 @@ class Monitor:
         shutil.rmtree(self.dir(cid), ignore_errors=True)
 
 
-def _read_all(fd: int) -> bytes:
+async def _read_line(fd: int) -> bytes:
+    """Read conmon's sync pipe until a newline or EOF, without a thread."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
     out = b""
     while True:
-        chunk = os.read(fd, 4096)
+        fut = loop.create_future()
+        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            continue
         if not chunk:
             return out
         out += chunk
