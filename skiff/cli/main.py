@@ -131,21 +131,24 @@ class Command:
             sys.stdout.write(usage_text(f"skiff {name}", usage, flags, desc))
             raise SystemExit(0)
         self.opts, self.args, self.seen = opts, pos, seen
+        plural = lambda n: "s" if n != 1 else ""  # noqa: E731
         if exact is not None and len(pos) != exact:
-            self.arg_error(f"\"skiff {name}\" requires exactly {exact} argument"
-                           f"{'s' if exact != 1 else ''}.")
+            self.arg_error(f"'skiff {name}' requires {exact} argument{plural(exact)}")
+        if max_args is not None and min_args and not (min_args <= len(pos) <= max_args):
+            self.arg_error(f"'skiff {name}' requires at least {min_args} and at most "
+                           f"{max_args} argument{plural(max_args)}")
         if len(pos) < min_args:
             self.arg_error(f"'skiff {name}' requires at least {min_args} argument"
-                           f"{'s' if min_args != 1 else ''}")
+                           f"{plural(min_args)}", "See")
         if max_args is not None and len(pos) > max_args:
             if max_args == 0:
-                self.arg_error(f"\"skiff {name}\" accepts no arguments.")
-            self.arg_error(f"\"skiff {name}\" requires at most {max_args} argument"
-                           f"{'s' if max_args != 1 else ''}.")
+                self.arg_error(f"'skiff {name}' accepts no arguments")
+            self.arg_error(f"'skiff {name}' requires at most {max_args} argument"
+                           f"{plural(max_args)}")
 
-    def arg_error(self, msg):
+    def arg_error(self, msg, verb="Run"):
         sys.stderr.write(f"skiff: {msg}\n\nUsage:  skiff {self.name} {self.usage}\n\n"
-                         f"See 'skiff {self.name} --help' for more information\n")
+                         f"{verb} 'skiff {self.name} --help' for more information\n")
         raise SystemExit(1)
 
 

@@ -245,7 +245,7 @@ def cmd_import(cli, args, name="import"):
     from skiff.cli.streams import JSONMessageError, display_messages
     cmd = Command(cli, name, "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                   [F("c,change", "list"), F("m,message", "str", ""), F("platform", "str", "")],
-                  args, min_args=1, max_args=2)
+                  args, min_args=1)
     o = cmd.opts
     src = cmd.args[0]
     params = {"fromSrc": "-" if not src.startswith(("http://", "https://")) else src}
