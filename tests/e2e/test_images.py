@@ -131,11 +131,20 @@ def test_push_pull_local_registry(skiffd, netns_registry):
         r = skiffd.docker("pull", "h5bshort", timeout=120)
         assert r.returncode == 0, r.stderr
         assert "h5bshort:latest" in r.stdout
+        # -a: every tag of the repository
+        skiffd.docker("tag", "busybox", f"{host}/h5b/bb:2", check=True)
+        skiffd.docker("push", f"{host}/h5b/bb:2", check=True, timeout=120)
+        skiffd.docker("rmi", ref, f"{host}/h5b/bb:2", check=True)
+        r = skiffd.docker("pull", "-a", f"{host}/h5b/bb", timeout=120)
+        assert r.returncode == 0, r.stderr
+        for t in ("1", "2"):
+            assert skiffd.docker("image", "inspect", f"{host}/h5b/bb:{t}").returncode == 0
         r = skiffd.docker("pull", f"{host}/h5b/missing:1", timeout=120)
         assert r.returncode != 0
         assert "not found" in r.stderr or "manifest unknown" in r.stderr
     finally:
-        _rmi_quiet(skiffd, ref, f"{host}/library/h5bshort:latest", "h5bshort:latest")
+        _rmi_quiet(skiffd, ref, f"{host}/h5b/bb:2", f"{host}/library/h5bshort:latest",
+                   "h5bshort:latest")
 
 
 def test_login_and_authenticated_push(skiffd, tmp_path):

@@ -206,15 +206,23 @@ def register(app, engine):
                 else f"{src}:{t}"
         from skiff import registry
 
+        from skiff.registry.reference import parse as _parse
+
         try:
+            bare = _parse(ref, default_tag=False)
             parsed = registry.parse(ref)
         except errors.SkiffError:
             raise errors.InvalidArgument("invalid reference format")
+        # fromImage without a tag means every tag (docker pull -a)
+        all_tags = not t and not bare.tag and not bare.digest
         auth = decode_auth(request.headers.get("X-Registry-Auth"))
         platform = q.get("platform") or None
         cfg = registry_config(engine)
 
         def job(progress, cancel):
+            if all_tags:
+                return registry.pull(imgs, bare, platform=platform, auth=auth, config=cfg,
+                                     progress=progress, cancel=cancel, all_tags=True)
             return registry.pull(imgs, parsed, platform=platform, auth=auth, config=cfg,
                                  progress=progress, cancel=cancel)
 
