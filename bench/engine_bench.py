@@ -97,6 +97,11 @@ class Podman:
     def cleanup(self):
         subprocess.run(self.cmd("rm", "-af", "-t", "0"), capture_output=True)
         subprocess.run(self.cmd("system", "reset", "-f"), capture_output=True)
+        # whatever podman left mounted under its private root goes too
+        with open("/proc/self/mountinfo") as f:
+            points = [l.split()[4] for l in f if self.root in l.split()[4]]
+        for p in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", p], capture_output=True)
 
 
 def skiff_conmon_pids(d):
