@@ -476,7 +476,7 @@ def _cmp(op):
             return {"eq": a == b, "ne": a != b, "lt": a < b, "le": a <= b,
                     "gt": a > b, "ge": a >= b}[op]
         except TypeError:
-            raise TemplateError(f"incompatible types for comparison") from None
+            raise TemplateError("incompatible types for comparison") from None
     return f
 
 

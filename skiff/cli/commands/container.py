@@ -181,8 +181,6 @@ def cmd_run(cli, args, name="run"):
     cmd = Command(cli, name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", RUN_FLAGS, args,
                   min_args=1, interspersed=False, desc="Create and run a new container from an image")
     o = cmd.opts
-    if o.detach and o.rm is False:
-        pass
     stdin_tty = sys.stdin.isatty()
     stdout_tty = sys.stdout.isatty()
     if o.tty and o.interactive and not stdin_tty and not o.detach:
@@ -235,7 +233,6 @@ def cmd_run(cli, args, name="run"):
             sock, rfile, ctype = c.hijack(f"/containers/{q(cid)}/attach", params)
         except APIError as e:
             return _run_error(name, str(e))
-        tty = o.tty or "raw-stream" in ctype and "multiplexed" not in ctype
         session = streams.Session(sock, rfile, o.tty, stdin=a_in, detach_keys=detach_keys)
 
     waiter = _Waiter(cli, cid, "removed" if o.rm else "next-exit")
@@ -292,7 +289,7 @@ def cmd_run(cli, args, name="run"):
 
 
 # -- simple multi-container verbs -------------------------------------------------
-def _each(cli, names, fn, fail_word=None, print_name=True):
+def _each(cli, names, fn, print_name=True):
     errors = []
     for n in names:
         try:
@@ -304,8 +301,6 @@ def _each(cli, names, fn, fail_word=None, print_name=True):
             errors.append(str(e))
     for e in errors:
         sys.stderr.write(e + "\n")
-    if errors and fail_word:
-        pass
     return 1 if errors else 0
 
 

@@ -6,7 +6,7 @@ import sys
 
 from skiff.cli import fmt
 from skiff.cli import ref as R
-from skiff.cli.client import APIError, auth_header, q
+from skiff.cli.client import APIError, auth_header
 from skiff.cli.commands.container import _confirm, filters_json, write_stream_out
 from skiff.cli.flags import F
 from skiff.cli.main import Command
@@ -74,7 +74,7 @@ def cmd_push(cli, args, name="push"):
                    F("platform", "str", ""), F("q,quiet")], args, exact=1)
     repo, tag, _ = R.parse(cmd.args[0])
     if not tag and not cmd.opts.all_tags:
-        print(f"Using default tag: latest")
+        print("Using default tag: latest")
         tag = "latest"
     params = {}
     if tag:
@@ -242,7 +242,6 @@ def cmd_load(cli, args, name="load"):
 
 
 def cmd_import(cli, args, name="import"):
-    from skiff.cli.streams import JSONMessageError, display_messages
     cmd = Command(cli, name, "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
                   [F("c,change", "list"), F("m,message", "str", ""), F("platform", "str", "")],
                   args, min_args=1)

@@ -8,7 +8,6 @@ each prints."""
 
 import json
 import os
-import socket
 import socketserver
 import threading
 from urllib.parse import parse_qs, urlsplit
