@@ -263,3 +263,19 @@ def test_argument_count_errors_like_docker(both, args):
     # docker 28 prints "SRun" for the at-most case (a stray byte): skiff does not
     assert s.stderr == d.stderr.replace("docker", "skiff").replace("\nSRun", "\nRun")
     assert not res["skiff"][1].requests
+
+
+@pytest.mark.parametrize("pull,expect_pull", [("always", True), ("never", False)])
+def test_run_pull_policy_sequence(both, pull, expect_pull):
+    stream = b'{"status":"Status: Image is up to date for busybox:latest"}\n'
+    routes = {("POST", "/containers/create"): (201, {"Id": CID, "Warnings": []}),
+              ("POST", "/images/create"): (200, stream),
+              ("POST", f"/containers/{CID}/start"): (204, None)}
+    res = both(["run", "-d", "--pull", pull, "busybox", "true"], routes)
+    seqs = {}
+    for tool, (p, rec) in res.items():
+        assert p.returncode == 0, (tool, p.stderr)
+        seqs[tool] = [(r.method, r.path) for r in rec.requests
+                      if r.path not in ("/_ping", f"/containers/{CID}/wait")]
+    assert seqs["skiff"] == seqs["docker"]
+    assert (("POST", "/images/create") in seqs["skiff"]) == expect_pull
