@@ -6,6 +6,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import tarfile
 import time
 
 import pytest
+
+needs_docker = pytest.mark.skipif(
+    not (shutil.which("docker") or os.path.exists("/usr/local/bin/docker")),
+    reason="the docker CLI (the reference to compare with) is not installed")
 
 SKIFF = [sys.executable, "-c", "import sys, faulthandler; faulthandler.dump_traceback_later(50, exit=True); from skiff.cli.main import main; sys.exit(main())"]
 
@@ -107,6 +112,7 @@ def test_run_exit_status_and_separate_streams(skiffd):
     assert st.stdout == "exited 7\n"
 
 
+@needs_docker
 def test_run_missing_executable_same_exit_as_docker(skiffd):
     s = skiff(skiffd, "run", "busybox", "/no/such/binary")
     d = skiffd.docker("run", "busybox", "/no/such/binary")
@@ -117,6 +123,7 @@ def test_run_missing_executable_same_exit_as_docker(skiffd):
     assert s.stderr.endswith("\n\nRun 'skiff run --help' for more information\n")
 
 
+@needs_docker
 def test_run_missing_image_reports_pull_failure_like_docker(skiffd):
     """Nothing is reachable at the test daemon's default registry: the CLI
     says it is pulling, the pull fails, exit 125, no container left."""
@@ -127,6 +134,7 @@ def test_run_missing_image_reports_pull_failure_like_docker(skiffd):
     assert skiff(skiffd, "ps", "-aq").stdout == ""
 
 
+@needs_docker
 def test_run_detached_then_list_logs_exec_stop_rm(skiffd):
     cid = ok(skiff(skiffd, "run", "-d", "--name", "web", "-e", "GREETING=hi", "busybox", "sh",
                    "-c", "echo started; echo $GREETING; exec sleep 300")).stdout.strip()
@@ -204,6 +212,7 @@ def test_detach_keys_leave_container_running(skiffd):
     assert st == "true\n"
 
 
+@needs_docker
 def test_it_without_a_terminal_is_refused(skiffd):
     r = skiff(skiffd, "run", "-it", "busybox", "true", input="")
     d = skiffd.docker("run", "-it", "busybox", "true", input="")
@@ -218,6 +227,7 @@ def test_run_i_copies_stdin_and_half_closes(skiffd):
 
 
 # -- images, files ----------------------------------------------------------------------------
+@needs_docker
 def test_images_history_match_docker(skiffd):
     for args in (["images"], ["images", "-q"], ["images", "--format", "{{json .}}"],
                  ["history", "busybox"], ["image", "ls", "--no-trunc"]):
@@ -261,6 +271,7 @@ def test_cp_both_ways_and_export(skiffd, tmp_path):
 
 
 # -- volumes / networks -------------------------------------------------------------------------
+@needs_docker
 def test_volume_lifecycle_matches_docker(skiffd):
     assert ok(skiff(skiffd, "volume", "create", "--label", "k=v", "vol1")).stdout == "vol1\n"
     for args in (["volume", "ls"], ["volume", "inspect", "vol1"],
@@ -273,6 +284,7 @@ def test_volume_lifecycle_matches_docker(skiffd):
     assert ok(skiff(skiffd, "volume", "rm", "vol1")).stdout == "vol1\n"
 
 
+@needs_docker
 def test_network_ls_and_inspect_match_docker(skiffd):
     for args in (["network", "ls"], ["network", "inspect", "bridge"],
                  ["network", "ls", "-q"]):
@@ -408,6 +420,7 @@ def netns_registry(tmp_path):
             p.wait()
 
 
+@needs_docker
 def test_push_pull_progress_and_auto_pull(make_skiffd, netns_registry):
     d = make_skiffd()
     reg = netns_registry(d)
@@ -439,6 +452,7 @@ def test_push_pull_progress_and_auto_pull(make_skiffd, netns_registry):
 
 
 # -- more verbs -----------------------------------------------------------------------------------
+@needs_docker
 def test_lifecycle_verbs(skiffd):
     ok(skiff(skiffd, "create", "--name", "life", "-p", "127.0.0.1:18080:80", "busybox",
              "sleep", "300"))
@@ -476,6 +490,7 @@ def test_events_report_container_lifecycle(skiffd):
         assert a in actions, r.stdout
 
 
+@needs_docker
 def test_container_prune_and_system_df(skiffd):
     ok(skiff(skiffd, "run", "--name", "dead1", "busybox", "true"))
     r = ok(skiff(skiffd, "container", "prune", "-f"))
@@ -581,6 +596,7 @@ def test_import_a_tarball(skiffd, tmp_path):
     ok(skiff(skiffd, "rmi", "imported:v1"))
 
 
+@needs_docker
 def test_logs_options_match_docker(skiffd):
     ok(skiff(skiffd, "run", "--name", "many", "busybox", "sh", "-c",
              "for i in 1 2 3 4 5; do echo line $i; echo err $i >&2; done"))
@@ -649,6 +665,7 @@ def test_prunes(skiffd):
     ok(skiff(skiffd, "volume", "rm", "kept"))
 
 
+@needs_docker
 def test_filters_and_image_inspect_match_docker(skiffd):
     ok(skiff(skiffd, "run", "--name", "f-exited", "--label", "team=a", "busybox", "true"))
     ok(skiff(skiffd, "run", "-d", "--name", "f-running", "--label", "team=b", "busybox",
