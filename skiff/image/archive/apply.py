@@ -103,6 +103,11 @@ def clean_name(name: str, what: str = "entry") -> str:
 
     Absolute names are re-rooted (Docker); a relative name escaping with
     ``..`` is refused."""
+    # fast path for the usual "./a/b" or "a/b": nothing to normalise
+    n = name[2:] if name.startswith("./") else name
+    if n and n[0] != "/" and n[-1] != "/" and "//" not in n and "/." not in n and \
+            not n.startswith("."):
+        return n
     if name.startswith("/"):
         p = posixpath.normpath("/" + name.lstrip("/"))
         p = p.lstrip("/") or "."
@@ -221,7 +226,8 @@ class _Applier:
 
     @staticmethod
     def mtime_ns(ti) -> int:
-        return int(float(ti.mtime) * 1_000_000_000)
+        m = ti.mtime
+        return m * 1_000_000_000 if type(m) is int else int(float(m) * 1_000_000_000)
 
     def apply(self, tf: "_TarReader", stream: LayerStream) -> None:
         """Two-stage pipeline: this thread parses headers, reads (and
@@ -315,7 +321,7 @@ class _Applier:
 
     def entry(self, ti: tarfile.TarInfo, data) -> None:
         rel = clean_name(ti.name)
-        d, base = posixpath.split(rel)
+        d, _, base = rel.rpartition("/")
         if rel == ".":
             if ti.isdir():
                 self.meta_fd(self.rootfd, ti)
@@ -495,7 +501,7 @@ _USTAR_MAGIC = (b"ustar\x00", b"ustar ")
 
 
 def _oct(field: bytes) -> int:
-    field = field.split(b"\0", 1)[0].strip()
+    field = field.rstrip(b"\0 ")
     return int(field, 8) if field else 0
 
 
