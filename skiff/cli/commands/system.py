@@ -253,26 +253,27 @@ _KIND_PATHS = {
 
 
 def _fetch(cli, ref, kinds, size=False):
+    """→ (object or None, the last 404 APIError)."""
     last = None
     for k in kinds:
         path, _ = _KIND_PATHS[k]
         params = {"size": 1} if size and k == "container" else None
         try:
-            return cli.client.get(path.format(q(ref) if k != "image" else ref), params)
+            return cli.client.get(path.format(q(ref) if k != "image" else ref), params), None
         except APIError as e:
             if e.status != 404:
                 raise
             last = e
-    return None if last is not None or True else None
+    return None, last
 
 
 def inspect_objects(cli, refs, format_, kinds, size=False):
     objs = []
     missing = []
     for r in refs:
-        o = _fetch(cli, r, kinds, size)
+        o, err = _fetch(cli, r, kinds, size)
         if o is None:
-            missing.append(r)
+            missing.append((r, err))
         else:
             objs.append(o)
     rc = 0
@@ -292,16 +293,11 @@ def inspect_objects(cli, refs, format_, kinds, size=False):
                 sys.stderr.write(f"template: {e}\n")
                 return 1
     else:
-        if objs or not missing:
-            sys.stdout.write(json.dumps(objs, indent=4, ensure_ascii=False) + "\n")
-        else:
-            sys.stdout.write("[]\n")
-    for m in missing:
-        if len(kinds) == 1:
-            word = {"container": "container", "image": "image", "network": "network",
-                    "volume": "volume"}[kinds[0]]
-            sys.stderr.write(f"Error response from daemon: No such {word}: {m}\n" if word != "image"
-                             else f"Error response from daemon: No such image: {m}\n")
+        sys.stdout.write(json.dumps(objs, indent=4, ensure_ascii=False) + "\n"
+                         if objs else "[]\n")
+    for m, err in missing:
+        if len(kinds) == 1 and err is not None:
+            sys.stderr.write(f"{err}\n")  # the daemon's words, as docker prints them
         else:
             sys.stderr.write(f"Error: No such object: {m}\n")
         rc = 1

@@ -279,3 +279,19 @@ def test_run_pull_policy_sequence(both, pull, expect_pull):
                       if r.path not in ("/_ping", f"/containers/{CID}/wait")]
     assert seqs["skiff"] == seqs["docker"]
     assert (("POST", "/images/create") in seqs["skiff"]) == expect_pull
+
+
+@pytest.mark.parametrize("args,path,msg", [
+    (["network", "inspect", "nothere"], "/networks/nothere", "network nothere not found"),
+    (["volume", "inspect", "nothere"], "/volumes/nothere", "get nothere: no such volume"),
+    (["container", "inspect", "nothere"], "/containers/nothere/json",
+     "No such container: nothere"),
+    (["logs", "nothere"], "/containers/nothere/json", "No such container: nothere"),
+    (["kill", "nothere"], "/containers/nothere/kill", "No such container: nothere"),
+    (["start", "nothere"], "/containers/nothere/start", "No such container: nothere"),
+])
+def test_daemon_errors_printed_like_docker(both, args, path, msg):
+    routes = {("GET", path): (404, {"message": msg}), ("POST", path): (404, {"message": msg})}
+    res = both(args, routes)
+    d, s = res["docker"][0], res["skiff"][0]
+    assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr)
