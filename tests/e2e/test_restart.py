@@ -94,3 +94,17 @@ def test_unless_stopped_and_always_start_with_the_daemon(make_skiffd):
     d.start()
     wait_for(lambda: inspect(d, "us")["State"]["Running"] and inspect(d, "al")["State"]["Running"])
     assert not inspect(d, "us-stopped")["State"]["Running"]
+
+
+def test_daemon_crash_is_recovered(make_skiffd):
+    import signal
+    d = make_skiffd()
+    d.docker("run", "-d", "--name", "c1", "busybox", "sh", "-c",
+             "trap 'exit 5' TERM; while true; do sleep 0.1; done", check=True)
+    d.proc.send_signal(signal.SIGKILL)      # no clean shutdown: stale socket and pidfile
+    d.proc.wait()
+    d.proc = None
+    d.start()
+    assert inspect(d, "c1")["State"]["Running"]
+    d.docker("stop", "c1", check=True)
+    assert inspect(d, "c1")["State"]["ExitCode"] == 5

@@ -51,3 +51,14 @@ def test_user_resolution(busybox_rootfs):
     assert user.resolve(busybox_rootfs, "1000:33") == {"uid": 1000, "gid": 33, "additionalGids": [100]}
     with pytest.raises(errors.InvalidArgument, match="unable to find user nobody2"):
         user.resolve(busybox_rootfs, "nobody2")
+
+
+def test_detach_keys():
+    from skiff.engine.engine import _scan_detach, parse_detach_keys
+    assert parse_detach_keys(None) == b"\x10\x11"
+    assert parse_detach_keys("ctrl-a,x") == b"\x01x"
+    with pytest.raises(errors.InvalidArgument):
+        parse_detach_keys("ctrl-aa")
+    assert _scan_detach(b"ab\x10", b"\x10\x11") == (b"ab", b"\x10", False)
+    assert _scan_detach(b"\x10\x11rest", b"\x10\x11") == (b"", b"", True)
+    assert _scan_detach(b"plain", b"\x10\x11") == (b"plain", b"", False)
