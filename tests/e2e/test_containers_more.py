@@ -79,3 +79,15 @@ def test_join_another_containers_pid_and_network_namespaces(skiffd):
                       "busybox", "sh", "-c", "ps -o args; ip -4 addr show eth0", check=True)
     assert "sleep 300" in r.stdout
     assert ip and f"inet {ip}/" in r.stdout
+
+
+def test_diff_and_update(skiffd):
+    skiffd.docker("run", "-d", "--name", "dfc", "busybox", "sh", "-c",
+                  "echo a > /newfile; mkdir /tmp/x; sleep 300", check=True)
+    wait_for(lambda: "/newfile" in skiffd.docker("diff", "dfc").stdout)
+    lines = skiffd.docker("diff", "dfc", check=True).stdout.splitlines()
+    assert "A /newfile" in lines and "A /tmp/x" in lines
+    assert not any(l.endswith(("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")) for l in lines)
+    skiffd.docker("update", "--restart", "on-failure:3", "dfc", check=True)
+    rp = json.loads(skiffd.docker("inspect", "dfc").stdout)[0]["HostConfig"]["RestartPolicy"]
+    assert rp == {"Name": "on-failure", "MaximumRetryCount": 3}

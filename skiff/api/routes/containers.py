@@ -199,6 +199,11 @@ def register(app, engine):
         if imgs is None or not hasattr(imgs, "container_changes"):
             raise errors.NotImplementedYet("changes are not available")
         ch = await asyncio.to_thread(imgs.container_changes, c.id)
+        # the engine's bind-mount targets live in Docker's init layer, never in a diff
+        hidden = {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"}
+        ch = [x for x in ch or [] if x.get("Path") not in hidden]
+        if not any(x["Path"].startswith("/etc/") for x in ch):
+            ch = [x for x in ch if not (x["Path"] == "/etc" and x.get("Kind") == 0)]
         return json_response(ch)
 
     async def update(request):
