@@ -85,17 +85,15 @@ def cmd_create(cli, args, name="create"):
     cmd = Command(cli, name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", flags, args,
                   min_args=1, interspersed=False, desc="Create a new container")
     o = cmd.opts
+    from skiff.cli.streams import JSONMessageError
     try:
         cid = create_container(cli, o, cmd.args[0], cmd.args[1:])
     except UsageError as e:
         return _run_error(name, str(e))
-    except APIError as e:
-        return _run_error(name, str(e))
-    except Exception as e:
-        from skiff.cli.streams import JSONMessageError
-        if isinstance(e, JSONMessageError):
-            return _run_error(name, str(e))
-        raise
+    except (APIError, JSONMessageError) as e:
+        # docker create reports engine errors plainly, exit status 1
+        sys.stderr.write(f"{e}\n")
+        return 1
     print(cid)
     return 0
 
@@ -434,8 +432,12 @@ def cmd_rm(cli, args, name="rm"):
 
 def cmd_rename(cli, args, name="rename"):
     cmd = Command(cli, name, "CONTAINER NEW_NAME", [], args, exact=2)
-    cli.client.request("POST", f"/containers/{q(cmd.args[0])}/rename",
-                       {"name": cmd.args[1]}).read()
+    try:
+        cli.client.request("POST", f"/containers/{q(cmd.args[0])}/rename",
+                           {"name": cmd.args[1]}).read()
+    except APIError as e:
+        sys.stderr.write(f"{e}\nError: failed to rename container named {cmd.args[0]}\n")
+        return 1
     return 0
 
 

@@ -289,6 +289,9 @@ def test_run_pull_policy_sequence(both, pull, expect_pull):
     (["logs", "nothere"], "/containers/nothere/json", "No such container: nothere"),
     (["kill", "nothere"], "/containers/nothere/kill", "No such container: nothere"),
     (["start", "nothere"], "/containers/nothere/start", "No such container: nothere"),
+    (["rename", "nothere", "x"], "/containers/nothere/rename", "No such container: nothere"),
+    (["create", "--name", "taken", "busybox"], "/containers/create",
+     'Conflict. The container name "/taken" is already in use by container "abc".'),
 ])
 def test_daemon_errors_printed_like_docker(both, args, path, msg):
     routes = {("GET", path): (404, {"message": msg}), ("POST", path): (404, {"message": msg})}
