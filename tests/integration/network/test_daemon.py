@@ -21,6 +21,19 @@ pytestmark = pytest.mark.skipif(not shutil.which("docker"), reason="docker CLI n
 RUN = ["run", "--security-opt", "seccomp=unconfined"]
 
 
+def fetch(url, wait=20):
+    """GET ``url`` once the server in the container is up (it starts
+    asynchronously after ``docker run -d``)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=5).read().decode().strip()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def daemon(hostns):
     d = tempfile.mkdtemp(prefix="skn", dir="/tmp")  # short: unix socket paths below it
@@ -116,15 +129,7 @@ def test_seed_scenario_through_the_docker_cli(daemon):
     r = docker("exec", "c1", "ping", "-c", "1", "-W", "2", ip2)
     assert "1 packets received" in r.stdout
     # the published port serves a file to the host over its loopback
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            body = urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=3).read()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    assert body.decode().strip() == c2[:12]
+    assert fetch("http://127.0.0.1:8080/hostname") == c2[:12]
     assert docker("port", "c2").stdout.strip() == "80/tcp -> 0.0.0.0:8080"
     # a user network resolves names and aliases through the embedded DNS
     docker("network", "create", "appnet")
@@ -222,5 +227,4 @@ def test_running_containers_keep_their_network_across_a_daemon_restart(daemon):
                 "web").stdout.strip()
     r = docker("exec", "cli", "nslookup", "web", "127.0.0.11")  # the DNS came back
     assert ip and ip in r.stdout
-    body = urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=5).read()
-    assert body.decode().strip() == web[:12]
+    assert fetch("http://127.0.0.1:8080/hostname") == web[:12]
