@@ -65,7 +65,7 @@ def create_container(cli, o, image, cmd, console=(0, 0)):
     try:
         r = c.post("/containers/create", params, body)
     except APIError as e:
-        if e.status != 404 or pull == "never" or "No such image" not in e.message:
+        if e.status != 404 or pull == "never":  # docker pulls on any NotFound
             raise
         sys.stderr.write(f"Unable to find image '{R.familiar_tagged(image)}' locally\n")
         sys.stderr.flush()

@@ -294,7 +294,8 @@ def test_run_pull_policy_sequence(both, pull, expect_pull):
      'Conflict. The container name "/taken" is already in use by container "abc".'),
 ])
 def test_daemon_errors_printed_like_docker(both, args, path, msg):
-    routes = {("GET", path): (404, {"message": msg}), ("POST", path): (404, {"message": msg})}
+    status = 409 if "Conflict" in msg else 404
+    routes = {("GET", path): (status, {"message": msg}), ("POST", path): (status, {"message": msg})}
     res = both(args, routes)
     d, s = res["docker"][0], res["skiff"][0]
     assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr)
