@@ -7,7 +7,7 @@ Global options: --root DIR (default /run/skiff-runtime), --log FILE,
 them: --debug, --systemd-cgroup, --criu PATH, --rootless VALUE.
 
 Commands: spec, create, start, run, state, list, kill, delete, exec, pause,
-resume, ps, features. Errors go to stderr (and --log) as runc writes them;
+resume, ps, update, features. Errors go to stderr (and --log) as runc writes them;
 the exit status is 1 (runc's), or the container's for run/exec.
 
 The command parser is hand-written (argparse costs start-up time and words
@@ -65,6 +65,13 @@ COMMANDS = {
     "resume": {},
     "ps": {"--format": ("format", True), "-f": ("format", True)},
     "features": {},
+    "update": {"--resources": ("resources", True), "-r": ("resources", True),
+               "--memory": ("memory", True), "--memory-reservation": ("memory_reservation", True),
+               "--memory-swap": ("memory_swap", True), "--kernel-memory": ("kernel_memory", True),
+               "--cpu-shares": ("cpu_shares", True), "--cpu-quota": ("cpu_quota", True),
+               "--cpu-period": ("cpu_period", True), "--cpuset-cpus": ("cpuset_cpus", True),
+               "--cpuset-mems": ("cpuset_mems", True), "--pids-limit": ("pids_limit", True),
+               "--blkio-weight": ("blkio_weight", True)},
 }
 
 

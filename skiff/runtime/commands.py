@@ -598,3 +598,52 @@ def cmd_features(root, opts, pos, log):
                        "seccomp": {"enabled": True}}}
     sys.stdout.write(fastjson.dumps(feats, indent=4) + "\n")
     return 0
+
+
+_UPDATE_FLAGS = {
+    "memory": ("memory", "limit"), "memory_reservation": ("memory", "reservation"),
+    "memory_swap": ("memory", "swap"), "kernel_memory": ("memory", "kernel"),
+    "cpu_shares": ("cpu", "shares"), "cpu_quota": ("cpu", "quota"),
+    "cpu_period": ("cpu", "period"), "cpuset_cpus": ("cpu", "cpus"),
+    "cpuset_mems": ("cpu", "mems"), "pids_limit": ("pids", "limit"),
+    "blkio_weight": ("blockIO", "weight"),
+}
+
+
+def _size(v):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    v = v.strip().lower().rstrip("b")
+    if v and v[-1] in units:
+        return int(float(v[:-1]) * units[v[-1]])
+    return int(v)
+
+
+def cmd_update(root, opts, pos, log):
+    """`runc update`: new linux.resources from --resources FILE|- or flags."""
+    c = load(root, _one_id("update", pos))
+    if c.status() == "stopped":
+        raise RuntimeFailure("container not running")
+    res = {}
+    if opts.get("resources"):
+        src = opts["resources"]
+        text = sys.stdin.read() if src == "-" else open(src).read()
+        try:
+            res = fastjson.loads(text)
+        except ValueError as e:
+            raise RuntimeFailure(f"unable to parse resources: {e}") from None
+    for key, (section, field) in _UPDATE_FLAGS.items():
+        if opts.get(key) is None:
+            continue
+        v = opts[key]
+        if field in ("cpus", "mems"):
+            val = v
+        elif section == "memory":
+            val = -1 if v.strip() == "-1" else _size(v)
+        else:
+            try:
+                val = int(v)
+            except ValueError:
+                raise RuntimeFailure(f"invalid value for {key.replace('_', '-')}: {v}") from None
+        res.setdefault(section, {})[field] = val
+    _cgroup_or_fail(c).update(res)
+    return 0

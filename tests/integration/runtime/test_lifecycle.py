@@ -1,5 +1,6 @@
 """Container lifecycle through the runc command line, on every runtime."""
 
+import json
 import os
 import time
 
@@ -75,3 +76,39 @@ def test_hostname(runtime, make_bundle):
     bundle = make_bundle(["hostname"])
     edit_config(bundle, lambda s: s.update(hostname="skiffhost"))
     assert run_bundle(runtime, bundle) == (0, "skiffhost\n")
+
+
+def _cgroup_file(pid, controller, name):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(","):
+                return f"/sys/fs/cgroup/{controller}{path}/{name}"
+    raise AssertionError(f"no {controller} cgroup for {pid}")
+
+
+def test_update_resources(runtime, make_bundle):
+    cid = runtime.create(make_bundle(["sleep", "100"]))
+    runtime.start(cid)
+    pid = runtime.state(cid)["pid"]
+    runtime.cmd("update", "--pids-limit", "50", "--memory", str(64 << 20), cid, check=True)
+    assert open(_cgroup_file(pid, "pids", "pids.max")).read().strip() == "50"
+    assert open(_cgroup_file(pid, "memory", "memory.limit_in_bytes")).read().strip() \
+        == str(64 << 20)
+    runtime.cmd("update", "-r", "-", cid, input='{"pids": {"limit": 77}}', check=True)
+    assert open(_cgroup_file(pid, "pids", "pids.max")).read().strip() == "77"
+    runtime.delete(cid, force=True)
+
+
+def test_list_and_state_json(runtime, make_bundle):
+    cid = runtime.create(make_bundle(["sleep", "100"]))
+    st = runtime.state(cid)
+    assert set(st) >= {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created",
+                       "owner"}
+    assert st["created"].endswith("Z")
+    p = runtime.cmd("list", "--format", "json", check=True)
+    assert [c["id"] for c in json.loads(p.stdout)] == [cid]
+    table = runtime.cmd("list", check=True).stdout.splitlines()
+    assert table[0].split()[1:3] == ["PID", "STATUS"]  # crun says NAME where runc says ID
+    assert table[1].split()[:3] == [cid, str(st["pid"]), "created"]
+    runtime.delete(cid)
