@@ -199,3 +199,37 @@ def test_export_then_import(skiffd, tmp_path):
     finally:
         skiffd.docker("rm", "-f", "h5b-exp")
         _rmi_quiet(skiffd, "h5b/exported:1")
+
+
+def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_path):
+    """Pull an image the daemon already has (same ID) from a registry, untag
+    the pulled name, push again: the blobs the push needs must still exist."""
+    from skiff.testing import busybox
+    from skiff.testing.images import make_image_archive
+
+    host = netns_registry.host
+    # loaded from a docker archive: uncompressed layers, so the push makes
+    # compressed blobs of its own
+    d = busybox.make_rootfs(str(tmp_path / "regr-rootfs"))
+    with open(f"{d}/regr", "w") as f:
+        f.write("1")
+    make_image_archive(str(tmp_path / "regr.tar"), [d], repo_tags=("h5b/regr:src",))
+    skiffd.docker("load", "-i", str(tmp_path / "regr.tar"), check=True)
+    a, b = f"{host}/h5b/regr:a", f"{host}/h5b/regr:b"
+    try:
+        skiffd.docker("tag", "h5b/regr:src", a, check=True)
+        skiffd.docker("push", a, check=True, timeout=120)
+        skiffd.docker("rmi", a, check=True)
+        skiffd.docker("pull", a, check=True, timeout=120)
+        skiffd.docker("rmi", a, check=True)
+        # deleting any other image garbage-collects unreferenced blobs
+        other = rootfs_tar(str(tmp_path / "o.tar"), {"/other": "2"})
+        with open(other, "rb") as f:
+            skiffd.docker("import", "-", "h5b/regr-other:1", input=f.read(), text=False,
+                          check=True)
+        skiffd.docker("rmi", "h5b/regr-other:1", check=True)
+        skiffd.docker("tag", "h5b/regr:src", b, check=True)
+        r = skiffd.docker("push", b, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        _rmi_quiet(skiffd, a, b, "h5b/regr:src", "h5b/regr-other:1")

@@ -7,7 +7,21 @@ import tarfile
 import docker
 import pytest
 
-from tests.e2e.h5b_helpers import NetnsRegistry, tar_bytes
+from tests.e2e.h5b_helpers import NetnsRegistry, rootfs_tar, tar_bytes
+
+
+def _fresh_image(skiffd, tmp_path, repo):
+    """An image of its own (docker import), so push/pull state of other
+    tests' images cannot matter."""
+    path = rootfs_tar(str(tmp_path / "img.tar"), {"/who": repo + "\n"})
+    return _import(skiffd, path, repo)
+
+
+def _import(skiffd, path, repo):
+    with open(path, "rb") as f:
+        r = skiffd.docker("import", "-", f"{repo}:src", input=f.read(), text=False)
+    assert r.returncode == 0, r.stderr
+    return skiffd.client.images.get(f"{repo}:src")
 
 
 def test_sdk_images(skiffd):
@@ -107,22 +121,24 @@ def test_sdk_pull_from_local_registry(skiffd, tmp_path):
     reg = NetnsRegistry(skiffd, str(tmp_path / "reg")).start()
     c = skiffd.client
     ref = f"{reg.host}/h5b/sdk"
+    src = _fresh_image(skiffd, tmp_path, "h5b-sdk/pullsrc")
     try:
-        c.images.get("busybox").tag(ref, "1")
+        src.tag(ref, "1")
         for line in c.images.push(ref, "1", stream=True, decode=True):
             assert "error" not in line, line
         c.images.remove(f"{ref}:1")
         im = c.images.pull(ref, tag="1")
         assert f"{ref}:1" in im.tags
-        assert im.id == c.images.get("busybox").id
+        assert im.id == src.id
         with pytest.raises(docker.errors.NotFound):
             c.images.pull(f"{reg.host}/h5b/absent", tag="1")
     finally:
         reg.stop()
-        try:
-            c.images.remove(f"{ref}:1")
-        except docker.errors.NotFound:
-            pass
+        for r in (f"{ref}:1", "h5b-sdk/pullsrc:src"):
+            try:
+                c.images.remove(r, force=True)
+            except docker.errors.NotFound:
+                pass
 
 
 def test_sdk_registry_data(skiffd, tmp_path):
@@ -130,8 +146,9 @@ def test_sdk_registry_data(skiffd, tmp_path):
     reg = NetnsRegistry(skiffd, str(tmp_path / "reg")).start()
     c = skiffd.client
     ref = f"{reg.host}/h5b/dist:1"
+    src = _fresh_image(skiffd, tmp_path, "h5b-sdk/distsrc")
     try:
-        c.images.get("busybox").tag(ref)
+        src.tag(ref)
         for line in c.images.push(ref, stream=True, decode=True):
             assert "error" not in line, line
         rd = c.images.get_registry_data(ref)
@@ -141,7 +158,8 @@ def test_sdk_registry_data(skiffd, tmp_path):
             c.images.get_registry_data(f"{reg.host}/h5b/nothing:1")
     finally:
         reg.stop()
-        try:
-            c.images.remove(ref)
-        except docker.errors.NotFound:
-            pass
+        for r in (ref, "h5b-sdk/distsrc:src"):
+            try:
+                c.images.remove(r, force=True)
+            except docker.errors.NotFound:
+                pass
