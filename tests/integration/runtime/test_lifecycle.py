@@ -112,3 +112,28 @@ def test_list_and_state_json(runtime, make_bundle):
     assert table[0].split()[1:3] == ["PID", "STATUS"]  # crun says NAME where runc says ID
     assert table[1].split()[:3] == [cid, str(st["pid"]), "created"]
     runtime.delete(cid)
+
+
+def test_foreground_run_forwards_signals(runtime, make_bundle, tmp_path):
+    import signal
+    import subprocess
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle = make_bundle(["sh", "-c", "trap 'exit 9' TERM; touch /out/ready; "
+                                      "while :; do sleep 0.1; done"])
+    edit_config(bundle, lambda s: s["mounts"].append(
+        {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}))
+    p = subprocess.Popen(runtime.argv("run", "--bundle", bundle, runtime.new_id()),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (out / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (out / "ready").exists()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
