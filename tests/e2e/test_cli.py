@@ -680,3 +680,27 @@ def test_filters_and_image_inspect_match_docker(skiffd):
                  ["container", "ls", "-a", "--format", "table {{.Names}}\t{{.Status}}"]):
         s, d = skiff(skiffd, *args), skiffd.docker(*args)
         assert (s.returncode, s.stdout) == (d.returncode, d.stdout), args
+
+
+def test_events_stream_live(skiffd):
+    e = dict(os.environ)
+    e.pop("DOCKER_HOST", None)
+    e["SKIFF_NO_AUTOSTART"] = "1"
+    p = subprocess.Popen(SKIFF + ["-H", skiffd.host, "events", "--filter", "container=live-ev",
+                                  "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, text=True)
+    try:
+        time.sleep(0.5)  # the subscription is in place before the container exists
+        ok(skiff(skiffd, "run", "--rm", "--name", "live-ev", "busybox", "true"))
+        import threading
+        seen = []
+        t = threading.Thread(target=lambda: seen.extend(ln.strip() for ln in p.stdout),
+                             daemon=True)
+        t.start()
+        deadline = time.monotonic() + 20
+        while "destroy live-ev" not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "start live-ev" in seen and "destroy live-ev" in seen, seen
+    finally:
+        p.terminate()
+        p.wait(10)
