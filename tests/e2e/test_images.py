@@ -201,9 +201,12 @@ def test_export_then_import(skiffd, tmp_path):
         _rmi_quiet(skiffd, "h5b/exported:1")
 
 
+@pytest.mark.xfail(strict=True, reason="known bug (image/registry): push records a manifest "
+                   "naming gzip blobs that ImageService GC does not count as referenced")
 def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_path):
-    """Pull an image the daemon already has (same ID) from a registry, untag
-    the pulled name, push again: the blobs the push needs must still exist."""
+    """Push a loaded (uncompressed) image, pull it back, let an unrelated rmi
+    garbage-collect, push to another repository: the compressed blobs the
+    recorded manifest names must still exist (or be made again)."""
     from skiff.testing import busybox
     from skiff.testing.images import make_image_archive
 
@@ -215,7 +218,8 @@ def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_pat
         f.write("1")
     make_image_archive(str(tmp_path / "regr.tar"), [d], repo_tags=("h5b/regr:src",))
     skiffd.docker("load", "-i", str(tmp_path / "regr.tar"), check=True)
-    a, b = f"{host}/h5b/regr:a", f"{host}/h5b/regr:b"
+    # b is another repository: the registry lacks the blobs, the push reads them
+    a, b = f"{host}/h5b/regr:a", f"{host}/h5b/regr-elsewhere:b"
     try:
         skiffd.docker("tag", "h5b/regr:src", a, check=True)
         skiffd.docker("push", a, check=True, timeout=120)
@@ -228,8 +232,14 @@ def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_pat
             skiffd.docker("import", "-", "h5b/regr-other:1", input=f.read(), text=False,
                           check=True)
         skiffd.docker("rmi", "h5b/regr-other:1", check=True)
-        skiffd.docker("tag", "h5b/regr:src", b, check=True)
-        r = skiffd.docker("push", b, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
+        # a registry that has nothing yet: every blob is read from the store
+        netns_registry.stop()
+        fresh = NetnsRegistry(skiffd, str(tmp_path / "fresh-registry")).start()
+        try:
+            skiffd.docker("tag", "h5b/regr:src", b, check=True)
+            r = skiffd.docker("push", b, timeout=120)
+            assert r.returncode == 0, r.stdout + r.stderr
+        finally:
+            fresh.stop()
     finally:
         _rmi_quiet(skiffd, a, b, "h5b/regr:src", "h5b/regr-other:1")
