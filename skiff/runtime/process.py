@@ -473,10 +473,23 @@ def _stage_from_msg(ch, kind):
         _exec_stage2(ch, proc, prog)
 
 
+def cloexec_from(first):
+    """Mark every fd >= first close-on-exec (runc's CloseExecFrom): whatever
+    the caller left open never survives the sealed re-exec into the container."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     """Start the init of a new container; returns its host pid once it waits
     on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
     join = {t: p for t, p in cfg.namespaces if p}
+    cloexec_from(3 + opts.get("preserve_fds", 0))
     for key in ("fifo_fd", "console_fd"):
         if opts.get(key) is not None:
             os.set_inheritable(opts[key], True)
@@ -583,6 +596,7 @@ def _exec_stage2(ch, proc, prog):
 
 def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     """Start ``proc`` inside the running container; → its host pid."""
+    cloexec_from(3 + opts.get("preserve_fds", 0))
     if opts.get("console_fd") is not None:
         os.set_inheritable(opts["console_fd"], True)
     sealed_fd = sealed_interpreter()
