@@ -279,7 +279,7 @@ def display_messages(messages, out=None, is_term=None, aux=None):
                 if is_term:
                     out.write("\n")
             diff = len(ids) - line
-            if is_term:
+            if is_term and diff:
                 out.write(f"\x1b[{diff}A")
         else:
             ids = {}
@@ -292,7 +292,7 @@ def display_messages(messages, out=None, is_term=None, aux=None):
             out.write("\x1b[2K\r")
             endl = "\r"
         elif pstr:
-            if jid and is_term:
+            if jid and is_term and diff:
                 out.write(f"\x1b[{diff}B")
             continue
         if jid:
@@ -303,6 +303,6 @@ def display_messages(messages, out=None, is_term=None, aux=None):
             out.write(jm["stream"] + endl)
         else:
             out.write(f"{jm.get('status', '')}{endl}\n")
-        if jid and is_term:
+        if jid and is_term and diff:
             out.write(f"\x1b[{diff}B")
         out.flush()

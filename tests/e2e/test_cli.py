@@ -38,11 +38,16 @@ def ok(r):
     return r
 
 
-def drive_pty(argv, steps, env=None, timeout=20):
+def drive_pty(argv, steps, env=None, timeout=20, winsize=None):
     """Run argv on a pty; ``steps`` = [(wait_for_bytes, send_bytes)]; return
     (output, exit status)."""
     pid, fd = pty.fork()
     if pid == 0:
+        if winsize:
+            import fcntl
+            import struct
+            import termios
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", winsize[0], winsize[1], 0, 0))
         if env:
             os.environ.update(env)
         try:
@@ -449,6 +454,17 @@ def test_push_pull_progress_and_auto_pull(make_skiffd, netns_registry):
     assert "Unable to find image 'busybox:latest' locally" in r.stderr
     assert "Pull complete" in r.stderr
     assert r.stdout == "pulled and ran\n"
+    # on a terminal: per-layer lines redrawn in place, byte for byte docker's
+    iid = ok(skiff(d, "images", "-q", "busybox")).stdout.split()[0]
+    tty_env = {**skiff_env(d), "DOCKER_HOST": d.host, "DOCKER_CONFIG": d.docker_config}
+    outs = []
+    for argv in (SKIFF + ["pull", ref], ["docker", "pull", ref]):
+        ok(skiff(d, "rmi", "-f", iid))
+        outs.append(drive_pty(argv, [], env=tty_env, timeout=60, winsize=(40, 150)))
+    (s_out, s_rc), (d_out, d_rc) = outs
+    assert s_rc == d_rc == 0
+    assert b"\x1b[2K\r" in s_out and b"Pull complete" in s_out
+    assert s_out == d_out
 
 
 # -- more verbs -----------------------------------------------------------------------------------
