@@ -528,7 +528,11 @@ class Engine:
         for dst, opts in (hc.get("Tmpfs") or {}).items():
             o = ["nosuid", "nodev", "noexec"] + [x for x in (opts or "").split(",") if x]
             mounts.append({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o})
-        cgroups_path = f"/skiff/{c.id}"
+        parent = (hc.get("CgroupParent") or "").rstrip("/")
+        if parent and not parent.startswith("/"):
+            parent = "/" + parent
+        cgroups_path = f"{parent or '/skiff'}/{c.id}"
+        c.private["CgroupsPath"] = cgroups_path
         cns = {}
         for key, kind, proc_name in (("IpcMode", "ipc", "ipc"), ("PidMode", "pid", "pid"),
                                      ("UTSMode", "uts", "uts"), ("NetworkMode", "network", "net")):
@@ -624,7 +628,8 @@ class Engine:
             await asyncio.to_thread(self.rootfs.unmount, cid, os.path.join(self.container_dir(cid), "rootfs"))
         except Exception as e:
             log.warning("unmount of %s: %s", cid[:12], e)
-        _rmdir_cgroup_parents()
+        parent = os.path.dirname(c.private.get("CgroupsPath") or "/skiff/x")
+        _rmdir_cgroup_parents(parent)
 
     # ------------------------------------------------------------ exit
     async def _on_exit(self, c: Container):
@@ -1072,7 +1077,8 @@ class Engine:
             s = {"read": ZERO_TIME, "pids_stats": {}, "blkio_stats": {}, "num_procs": 0,
                  "storage_stats": {}, "cpu_stats": stats.empty_cpu(), "memory_stats": {}}
         else:
-            s = await asyncio.to_thread(stats.sample, f"/skiff/{c.id}", c.state.get("Pid") or 0)
+            s = await asyncio.to_thread(stats.sample, c.private.get("CgroupsPath") or f"/skiff/{c.id}",
+                                        c.state.get("Pid") or 0)
         s["name"] = "/" + c.name
         s["id"] = c.id
         return s
@@ -1236,16 +1242,29 @@ def _default_resolv(dns, search, options) -> str:
     return "\n".join(out) + "\n"
 
 
-def _rmdir_cgroup_parents():
+def _rmdir_cgroup_parents(parent: str = "/skiff"):
+    """Remove the (now empty) parent cgroup the runtime made, in every hierarchy."""
     base = "/sys/fs/cgroup"
+    rel = parent.strip("/")
+    if not rel:
+        return
     try:
-        entries = os.listdir(base)
+        entries = [e for e in os.listdir(base) if os.path.isdir(os.path.join(base, e))]
     except OSError:
         return
-    cands = [os.path.join(base, "skiff")] + [os.path.join(base, e, "skiff") for e in entries]
-    for p in cands:
-        try:
-            os.rmdir(p)
+    roots = [base] + [os.path.join(base, e) for e in entries]
+    try:   # v1 memory here nests under the daemon's own cgroup
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                for ctl in ctrls.split(","):
+                    if ctl and path not in ("", "/"):
+                        roots.append(os.path.join(base, ctl.replace("name=", ""), path.lstrip("/")))
+    except OSError:
+        pass
+    for r in roots:
+        try:      # only the direct parent: ancestors may be someone else's
+            os.rmdir(os.path.join(r, rel))
         except OSError:
             pass
 

@@ -91,3 +91,13 @@ def test_diff_and_update(skiffd):
     skiffd.docker("update", "--restart", "on-failure:3", "dfc", check=True)
     rp = json.loads(skiffd.docker("inspect", "dfc").stdout)[0]["HostConfig"]["RestartPolicy"]
     assert rp == {"Name": "on-failure", "MaximumRetryCount": 3}
+
+
+def test_cgroup_parent(skiffd):
+    skiffd.docker("run", "-d", "--name", "cgp", "--cgroup-parent", "/skiff-e2e-parent", "busybox",
+                  "sleep", "300", check=True)
+    pid = json.loads(skiffd.docker("inspect", "cgp").stdout)[0]["State"]["Pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert "/skiff-e2e-parent/" in f.read()
+    r = skiffd.docker("stats", "--no-stream", "--format", "{{.PIDs}}", "cgp", check=True)
+    assert r.stdout.strip() == "1"
