@@ -127,7 +127,7 @@ def write_id_maps(pid, uid_maps, gid_maps):
         f.write(_id_map_text(gid_maps))
 
 
-def _stage1(ch, cfg, join_paths, sealed_fd):
+def _stage1(ch, cfg, join_paths, prog):
     """In the first child: enter or create namespaces, fork the init."""
     k.prctl(k.PR_SET_DUMPABLE, 0)
     ch.expect("go")  # the parent has put us into the container's cgroup
@@ -162,7 +162,7 @@ def _stage1(ch, cfg, join_paths, sealed_fd):
         k.unshare(flags)
     pid = os.fork()
     if pid == 0:
-        _enter_sealed(ch, "init", sealed_fd)
+        _child(ch, _stage2, cfg, prog)
     ch.send(type="pid", pid=pid)
 
 
@@ -455,22 +455,28 @@ def reexec_main():
 
 
 def _stage_from_msg(ch, kind):
+    """The first child, right after its sealed re-exec: read the spec, then
+    do stage 1 (its fork, the in-container stage, is sealed too)."""
     k.prctl(k.PR_SET_DUMPABLE, 0)
     msg = ch.expect("sealed")
     from skiff.runtime import spec
     if kind == "init":
         cfg = spec.parse_config(msg["raw"], msg["bundle"])
         prog = prepare_seccomp(cfg.seccomp, msg.get("seccomp_cache"))
-        _stage2(ch, cfg, prog)
+        _stage1(ch, cfg, {t: p for t, p in cfg.namespaces if p}, prog)
     else:
         proc = spec.parse_process(msg["process"])
         prog = prepare_seccomp(msg.get("seccomp"), msg.get("seccomp_cache"))
-        _preimport(proc)
-        if msg.get("join_mount"):
-            fd = os.open(f"/proc/{msg['init_pid']}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-            k.setns(fd, k.CLONE_NEWNS)  # root and cwd become the container's
-            os.close(fd)
-        _exec_stage2(ch, proc, prog)
+        _exec_stage1(ch, msg["init_pid"], proc, prog, msg.get("join_mount"))
+
+
+def _exec_stage2_join(ch, init_pid, proc, prog, join_mount):
+    # the mount namespace last: after it nothing can be loaded from the host
+    if join_mount:
+        fd = os.open(f"/proc/{init_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        k.setns(fd, k.CLONE_NEWNS)  # root and cwd become the container's
+        os.close(fd)
+    _exec_stage2(ch, proc, prog)
 
 
 def cloexec_from(first):
@@ -498,11 +504,15 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _child(child, _stage1, cfg, join, sealed_fd)
+        _enter_sealed(child, "init", sealed_fd)
     child.close()
     console_fd = opts.pop("console_sock_obj", None)
     init_pid = None
     try:
+        # the child re-execs itself meanwhile: its interpreter starts while
+        # we write the cgroup files
+        parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
+                    seccomp_cache=opts.get("seccomp_cache"))
         if cgroup_mgr is not None:
             cgroup_mgr.add(pid1)
         parent.send(type="go")
@@ -518,8 +528,6 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         init_pid = msg["pid"]
         os.waitpid(pid1, 0)
         pid1 = None
-        parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
-                    seccomp_cache=opts.get("seccomp_cache"))
         parent.send(type="config", **opts)
         parent.expect("hooks")
         on_hooks(init_pid)
@@ -559,7 +567,7 @@ def _ns_differs(pid, t):
     return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
 
 
-def _exec_stage1(ch, init_pid, proc, sealed_fd):
+def _exec_stage1(ch, init_pid, proc, prog, join_mount):
     k.prctl(k.PR_SET_DUMPABLE, 0)
     _preimport(proc)
     ch.expect("go")
@@ -579,7 +587,7 @@ def _exec_stage1(ch, init_pid, proc, sealed_fd):
         os.setresuid(0, 0, 0)
     pid = os.fork()
     if pid == 0:
-        _enter_sealed(ch, "exec", sealed_fd)
+        _child(ch, _exec_stage2_join, init_pid, proc, prog, join_mount)
     ch.send(type="pid", pid=pid)
 
 
@@ -604,10 +612,13 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _child(child, _exec_stage1, init_pid, proc, sealed_fd)
+        _enter_sealed(child, "exec", sealed_fd)
     child.close()
     pid2 = None
     try:
+        parent.send(type="sealed", process=opts.pop("raw_process"),
+                    seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
+                    init_pid=init_pid, join_mount=_ns_differs(init_pid, "mount"))
         if cgroup_mgr is not None:
             try:
                 cgroup_mgr.add(pid1)
@@ -618,9 +629,6 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         pid2 = msg["pid"]
         os.waitpid(pid1, 0)
         pid1 = None
-        parent.send(type="sealed", process=opts.pop("raw_process"),
-                    seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
-                    init_pid=init_pid, join_mount=_ns_differs(init_pid, "mount"))
         parent.send(type="config", **opts)
         parent.expect("exec")
         # EOF (the write end closed on execve) = success; a message = failure
