@@ -1031,6 +1031,13 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
 
         seccomp = seccomp_default.render(caps, arch)
 
+    user_parent = hc.get("CgroupParent") or ""
+    if user_parent:
+        # --cgroup-parent wins over the engine's default parent
+        if ".." in user_parent.split("/"):
+            raise _inv(f"invalid cgroup parent: {user_parent}")
+        cgroup_parent = user_parent
+        cgroups_path = None
     cgroup_parent = cgroup_parent or "/skiff"
     if cgroups_path:
         cgroup_parent, _, container_id_path = cgroups_path.rpartition("/")

@@ -435,3 +435,14 @@ def test_validate_for_create():
         create.validate({}, {"CapAdd": ["nope"]}, host_caps=HOST_CAPS)
     w = create.validate({}, {"OomKillDisable": True, "SecurityOpt": ["apparmor=x"]})
     assert len(w) == 2
+
+
+def test_cgroup_parent():
+    assert spec(hc={"CgroupParent": "/mine"})["linux"]["cgroupsPath"] == f"/mine/{CID}"
+    assert spec(hc={"CgroupParent": "mine"})["linux"]["cgroupsPath"] == f"/mine/{CID}"
+    s = create.build_spec(config={}, host_config={"CgroupParent": "/p"}, container_id=CID,
+                          process={"args": ["sh"]}, cgroups_path=f"/skiff/{CID}",
+                          rootfs="/nonexistent", host_caps=HOST_CAPS, cgroup2=False)
+    assert s["linux"]["cgroupsPath"] == f"/p/{CID}"
+    with pytest.raises(errors.InvalidArgument, match="invalid cgroup parent"):
+        spec(hc={"CgroupParent": "/a/../../b"})
