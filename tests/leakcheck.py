@@ -110,6 +110,30 @@ def _processes():
     return out
 
 
+def _fds():
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+
+_session_fds = {}
+
+
+def _closed_fds(before):
+    """File descriptors of the test process that were open before the test
+    and are now closed or point elsewhere: a double close in code that ran
+    in-process (it would close pytest's own saved stdio later)."""
+    after = _fds()
+    return sorted(f"fd {fd} ({target}) closed or replaced"
+                  for fd, target in before.items()
+                  if fd > 2 and _session_fds.get(fd) == target and after.get(fd) != target and not target.startswith("anon_inode")
+                  and "/proc/" not in target)
+
+
 def snapshot():
     return _mounts() | _netns() | _links() | _cgroups() | _iptables() | _processes()
 
@@ -139,7 +163,12 @@ def _leak_check(request):
         yield
         return
     before = snapshot()
+    fds = _fds()
     yield
+    closed = _closed_fds(fds)
+    if closed:
+        pytest.fail("leak check: test " + request.node.nodeid + " closed file descriptors it "
+                    "did not open:\n  " + "\n  ".join(closed), pytrace=False)
     extra = diff(before, snapshot)
     if extra:
         _report(f"test {request.node.nodeid}", extra)
@@ -150,6 +179,7 @@ _session_before = None
 
 def pytest_sessionstart(session):
     global _session_before
+    _session_fds.update(_fds())
     if MODE != "off" and os.geteuid() == 0:
         _session_before = snapshot()
 
