@@ -336,3 +336,24 @@ def test_header_formats_long_names_and_times(tmp_path, fmt):
     assert os.stat(root / longdir / "f.txt").st_mtime == 1200000000
     assert os.stat(root / longdir).st_mtime == 1000000000
     assert (root / longdir / "ln").read_bytes() == b"hello"
+
+
+def test_truncated_inside_a_large_file(env):
+    """The chunked path (files larger than one piece) stops cleanly too."""
+    root, _ = env
+    raw = build([E("file", "big", os.urandom(3 << 20)), E("file", "after", b"x")])
+    with pytest.raises(LayerError, match="truncated"):
+        apply_layer(io.BytesIO(raw[:(2 << 20)]), str(root))
+    import threading
+    assert not [t for t in threading.enumerate() if t.name in ("skiff-apply", "skiff-hash")]
+
+
+def test_large_file_then_error_in_writer(env):
+    """A filesystem error while a large file streams in ends the apply
+    with a clear error and no thread left behind."""
+    root, _ = env
+    raw = build([E("file", "f", b"x"), E("file", "f/big", os.urandom(3 << 20))])
+    with pytest.raises(LayerError):
+        apply_layer(io.BytesIO(raw), str(root))
+    import threading
+    assert not [t for t in threading.enumerate() if t.name in ("skiff-apply", "skiff-hash")]
