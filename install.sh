@@ -20,6 +20,11 @@ PKGS="python3 python3-venv conmon catatonit iptables nftables iproute2 libseccom
 if [ "$DEV" = 1 ]; then
   PKGS="$PKGS runc crun podman skopeo umoci docker-registry containerd apache2-utils openssl hyperfine file uidmap iperf3"
 fi
+# the tests drive skiffd with the real docker CLI; Debian's docker.io brings
+# one when the machine has none (its dockerd is never started by the tests)
+if [ "$DEV" = 1 ] && ! command -v docker >/dev/null 2>&1; then
+  PKGS="$PKGS docker.io"
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
