@@ -169,10 +169,10 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
             await finish()
         else:
             in_task = loop.create_task(_pump_in_pipe(conn, ex.proc.stdin)) if attach_in else None
-            await asyncio.gather(_pump_out(ex.proc.stdout, conn, 1),
-                                 _pump_out(ex.proc.stderr, conn, 2))
+            _, err_bytes = await asyncio.gather(_pump_out(ex.proc.stdout, conn, 1),
+                                                _pump_out(ex.proc.stderr, conn, 2))
             await finish()
-            if ex.exit_code in (126, 127):
+            if ex.exit_code in (126, 127) and not err_bytes:
                 msg = _runtime_error(logfile)
                 if msg:
                     try:
@@ -337,11 +337,13 @@ async def _pump_in_pipe(conn, stdin):
             pass
 
 
-async def _pump_out(reader, conn, stream):
+async def _pump_out(reader, conn, stream) -> int:
+    n = 0
     while True:
         data = await reader.read(65536)
         if not data:
-            return
+            return n
+        n += len(data)
         try:
             await conn.send(stream, data)
         except (ConnectionError, OSError):
