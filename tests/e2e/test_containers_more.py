@@ -101,3 +101,14 @@ def test_cgroup_parent(skiffd):
         assert "/skiff-e2e-parent/" in f.read()
     r = skiffd.docker("stats", "--no-stream", "--format", "{{.PIDs}}", "cgp", check=True)
     assert r.stdout.strip() == "1"
+
+
+def test_network_modes_none_and_host(skiffd):
+    r = skiffd.docker("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link", check=True)
+    assert [l.split(":")[1].strip() for l in r.stdout.splitlines()] == ["lo"]
+    # host mode: the daemon's own namespace (a private one under test), with its bridge
+    r = skiffd.docker("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link", check=True)
+    names = [l.split(":")[1].strip() for l in r.stdout.splitlines()]
+    assert "lo" in names and any(n.startswith("skiff0") for n in names)
+    r = skiffd.docker("run", "--rm", "busybox", "cat", "/etc/hosts", check=True)
+    assert "127.0.0.1\tlocalhost" in r.stdout
