@@ -229,6 +229,8 @@ def skiffd(_skiffd_session):
     if d.proc is None or d.proc.poll() is not None:
         d.start()
     yield d
+    # shown by pytest only when the test failed
+    print(f"--- skiffd log ({d.log_path}), last lines ---\n{d.log()[-2500:]}")
     d.remove_all_containers()
 
 
