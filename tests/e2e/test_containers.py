@@ -244,3 +244,12 @@ def test_detach_keys_and_size(skiffd):
     skiffd.docker("exec", "dk", "sh", "-c", "head -c 100000 /dev/zero > /big", check=True)
     row = json.loads(skiffd.docker("ps", "-s", "--format", "{{json .}}").stdout)
     assert row["Size"].startswith("1") and "virtual" in row["Size"]
+
+
+def test_concurrent_runs(skiffd):
+    import concurrent.futures as cf
+    with cf.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda i: skiffd.docker("run", "--rm", "busybox", "sh", "-c", f"echo {i}"),
+                         range(16)))
+    assert [(r.returncode, r.stdout) for r in rs] == [(0, f"{i}\n") for i in range(16)]
+    assert skiffd.docker("ps", "-aq").stdout.strip() == ""
