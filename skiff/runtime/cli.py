@@ -182,8 +182,11 @@ def main(argv=None):
         log.error(str(e))
         return 1
     except (RuntimeFailure, SpecError) as e:
-        log.error(str(e))
-        return 1
+        msg = str(e)
+        if cmd in ("create", "run") and not msg.startswith("runc: "):
+            msg = f"runc {cmd} failed: {msg}"  # runc's wording (callers match on it)
+        log.error(msg)
+        return getattr(e, "exit_code", 1)
     except OSError as e:
         log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e))
         return 1

@@ -158,7 +158,7 @@ def load(root, cid):
         with open(path, "rb") as f:
             data = fastjson.loads(f.read())
     except (FileNotFoundError, NotADirectoryError):
-        raise RuntimeFailure(f"container {cid} does not exist") from None
+        raise RuntimeFailure("container does not exist") from None
     except ValueError:
         raise RuntimeFailure(f"container {cid} has a corrupt state file") from None
     return Container(root, cid, data)
