@@ -50,3 +50,14 @@ done
 # skiff-runtime starts once per container command: a launcher without site (see skiff/runtime/launcher.py)
 "$PREFIX/venv/bin/python" -m skiff.runtime.launcher /usr/local/bin/skiff-runtime
 echo "install.sh: skiff installed in $PREFIX/venv; commands in /usr/local/bin"
+
+# A first image that works offline: busybox built from Debian's static
+# busybox, loaded as busybox:latest (skiff starts skiffd on first use).
+if [ "$DEV" = 0 ] && [ "${SKIFF_NO_DEMO_IMAGE:-0}" = 0 ]; then
+  if ! /usr/local/bin/skiff image inspect busybox:latest >/dev/null 2>&1; then
+    tmp=$(mktemp -d)
+    "$PREFIX/venv/bin/python" -m skiff.testing.images "$tmp/busybox.tar" busybox:latest >/dev/null
+    /usr/local/bin/skiff load -i "$tmp/busybox.tar"
+    rm -rf "$tmp"
+  fi
+fi

@@ -94,3 +94,11 @@ def load_busybox(images, tag: str = "busybox:latest"):
 def copy_tree(src: str, dst: str) -> str:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+if __name__ == "__main__":  # python -m skiff.testing.images OUT.tar [TAG]
+    import sys
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m skiff.testing.images OUT.tar [REPO:TAG]")
+    tags = (sys.argv[2],) if len(sys.argv) == 3 else ("busybox:latest",)
+    print(make_busybox_archive(sys.argv[1], repo_tags=tags))
