@@ -10,6 +10,7 @@ DEFAULT_CONFIG_FILE = "/etc/skiff/daemon.json"
 DEFAULT_DATA_ROOT = "/var/lib/skiff"
 DEFAULT_EXEC_ROOT = "/run/skiff"
 DEFAULT_REGISTRY = "docker.io"
+DEFAULT_CGROUP_PARENT = "/skiff"
 
 KNOWN_KEYS = {
     "data-root", "exec-root", "hosts", "registry-mirrors", "insecure-registries",
@@ -19,6 +20,7 @@ KNOWN_KEYS = {
     "default-registry", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey",
     "live-restore", "log-driver", "log-opts", "storage-driver", "userland-proxy",
     "init", "init-path", "experimental", "features", "exec-opts", "labels",
+    "cgroup-parent",
 }
 
 
@@ -65,6 +67,11 @@ class DaemonConfig:
         self.debug = bool(d.get("debug", False))
         self.log_level = d.get("log-level", "info")
         self.labels = list(d.get("labels") or [])
+        # the cgroup every container's cgroup is made in (Docker's /docker)
+        parent = str(d.get("cgroup-parent") or DEFAULT_CGROUP_PARENT).rstrip("/")
+        if not parent or ".." in parent.split("/"):
+            raise errors.InvalidArgument(f"invalid cgroup-parent: {d.get('cgroup-parent')!r}")
+        self.cgroup_parent = parent if parent.startswith("/") else "/" + parent
         self.init_path = d.get("init-path") or _which("tini-static", "tini", "catatonit",
                                                        "docker-init")
         self.tls = d.get("tls", False) or d.get("tlsverify", False)

@@ -32,6 +32,7 @@ def _parse(argv):
     p.add_argument("--bip", default=None)
     p.add_argument("--iptables", default=None, choices=["true", "false"])
     p.add_argument("--dns", action="append", default=None)
+    p.add_argument("--cgroup-parent", default=None)
     p.add_argument("--tls", action="store_true", default=None)
     p.add_argument("--tlsverify", action="store_true", default=None)
     p.add_argument("--tlscacert", default=None)
@@ -99,7 +100,7 @@ def main(argv=None):
                  "insecure-registries": args.insecure_registry, "registry-mirrors": args.registry_mirror,
                  "debug": args.debug, "log-level": args.log_level, "bridge": args.bridge, "bip": args.bip,
                  "iptables": None if args.iptables is None else args.iptables == "true",
-                 "dns": args.dns, "tls": args.tls, "tlsverify": args.tlsverify,
+                 "dns": args.dns, "cgroup-parent": args.cgroup_parent, "tls": args.tls, "tlsverify": args.tlsverify,
                  "tlscacert": args.tlscacert, "tlscert": args.tlscert, "tlskey": args.tlskey}
     try:
         config = DaemonConfig.load(args.config_file, overrides)
@@ -143,6 +144,7 @@ async def _serve(config, hosts, pidfile, log):
     from skiff.api import server
     from skiff.engine.engine import Engine
     engine = Engine(config)
+    engine.make_cgroup_parent()
     if not engine.db.get_meta("engine-id"):
         engine.db.set_meta("engine-id", secrets.token_hex(16).upper())
     await engine.restore()

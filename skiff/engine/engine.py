@@ -531,7 +531,7 @@ class Engine:
         parent = (hc.get("CgroupParent") or "").rstrip("/")
         if parent and not parent.startswith("/"):
             parent = "/" + parent
-        cgroups_path = f"{parent or '/skiff'}/{c.id}"
+        cgroups_path = f"{parent or self.config.cgroup_parent}/{c.id}"
         c.private["CgroupsPath"] = cgroups_path
         cns = {}
         for key, kind, proc_name in (("IpcMode", "ipc", "ipc"), ("PidMode", "pid", "pid"),
@@ -628,8 +628,9 @@ class Engine:
             await asyncio.to_thread(self.rootfs.unmount, cid, os.path.join(self.container_dir(cid), "rootfs"))
         except Exception as e:
             log.warning("unmount of %s: %s", cid[:12], e)
-        parent = os.path.dirname(c.private.get("CgroupsPath") or "/skiff/x")
-        _rmdir_cgroup_parents(parent)
+        parent = os.path.dirname(c.private.get("CgroupsPath") or "")
+        if parent and parent != self.config.cgroup_parent:
+            _rmdir_cgroup_parents(parent)   # a --cgroup-parent the runtime made
 
     # ------------------------------------------------------------ exit
     async def _on_exit(self, c: Container):
@@ -1077,7 +1078,7 @@ class Engine:
             s = {"read": ZERO_TIME, "pids_stats": {}, "blkio_stats": {}, "num_procs": 0,
                  "storage_stats": {}, "cpu_stats": stats.empty_cpu(), "memory_stats": {}}
         else:
-            s = await asyncio.to_thread(stats.sample, c.private.get("CgroupsPath") or f"/skiff/{c.id}",
+            s = await asyncio.to_thread(stats.sample, c.private.get("CgroupsPath") or f"{self.config.cgroup_parent}/{c.id}",
                                         c.state.get("Pid") or 0)
         s["name"] = "/" + c.name
         s["id"] = c.id
@@ -1148,7 +1149,18 @@ class Engine:
                 await asyncio.to_thread(self.network.cleanup)
             except Exception as e:
                 log.warning("network cleanup: %s", e)
+        # the daemon's cgroup parent goes with it when no container is left in it
+        _rmdir_cgroup_parents(self.config.cgroup_parent)
         self.db.close()
+
+    def make_cgroup_parent(self):
+        """The daemon's cgroup parent exists from start-up on, in every
+        hierarchy (as Docker's /docker), so containers' cgroups nest in it."""
+        for root in _cgroup_roots(own=False):
+            try:
+                os.makedirs(os.path.join(root, self.config.cgroup_parent.strip("/")), exist_ok=True)
+            except OSError as e:
+                log.warning("cgroup parent in %s: %s", root, e)
 
 
 # ---------------------------------------------------------------- helpers
@@ -1242,27 +1254,38 @@ def _default_resolv(dns, search, options) -> str:
     return "\n".join(out) + "\n"
 
 
+def _cgroup_roots(own: bool) -> list:
+    """The cgroup hierarchies' root directories (the v2 tree, or each v1
+    hierarchy); with ``own`` also the daemon's own cgroup in each v1
+    hierarchy (v1 memory here nests under it)."""
+    base = "/sys/fs/cgroup"
+    try:
+        entries = [e for e in os.listdir(base) if os.path.isdir(os.path.join(base, e))
+                   and not os.path.islink(os.path.join(base, e))]
+    except OSError:
+        return []
+    roots = [r for r in [base] + [os.path.join(base, e) for e in entries]
+             if os.path.exists(os.path.join(r, "cgroup.procs"))]
+    if own:
+        try:
+            with open("/proc/self/cgroup") as f:
+                for line in f:
+                    _, ctrls, path = line.rstrip("\n").split(":", 2)
+                    for ctl in ctrls.split(","):
+                        if ctl and path not in ("", "/"):
+                            roots.append(os.path.join(base, ctl.replace("name=", ""),
+                                                      path.lstrip("/")))
+        except OSError:
+            pass
+    return roots
+
+
 def _rmdir_cgroup_parents(parent: str = "/skiff"):
     """Remove the (now empty) parent cgroup the runtime made, in every hierarchy."""
-    base = "/sys/fs/cgroup"
     rel = parent.strip("/")
     if not rel:
         return
-    try:
-        entries = [e for e in os.listdir(base) if os.path.isdir(os.path.join(base, e))]
-    except OSError:
-        return
-    roots = [base] + [os.path.join(base, e) for e in entries]
-    try:   # v1 memory here nests under the daemon's own cgroup
-        with open("/proc/self/cgroup") as f:
-            for line in f:
-                _, ctrls, path = line.rstrip("\n").split(":", 2)
-                for ctl in ctrls.split(","):
-                    if ctl and path not in ("", "/"):
-                        roots.append(os.path.join(base, ctl.replace("name=", ""), path.lstrip("/")))
-    except OSError:
-        pass
-    for r in roots:
+    for r in _cgroup_roots(own=True):
         try:      # only the direct parent: ancestors may be someone else's
             os.rmdir(os.path.join(r, rel))
         except OSError:

@@ -55,6 +55,8 @@ class Daemon:
         self.sock = os.path.join(root, "skiff.sock")
         self.host = "unix://" + self.sock
         self.netns = "skiff-e2e-" + secrets.token_hex(4)
+        # a cgroup parent of its own: skiffd makes it at start, removes it at stop
+        self.cgroup_parent = "skiff-e2e-" + secrets.token_hex(4)
         self.runtime = runtime or _default_runtime()
         self.registry = f"127.0.0.1:{_free_port()}"
         self.extra_args = list(extra_args)
@@ -84,7 +86,7 @@ class Daemon:
         cfg = os.path.join(self.root, "daemon.json")
         if not os.path.exists(cfg):
             with open(cfg, "w") as f:
-                json.dump({}, f)
+                json.dump({"cgroup-parent": self.cgroup_parent}, f)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -171,12 +173,12 @@ class Daemon:
             self.remove_all_containers()
         finally:
             self.stop()
-            _kill_leftovers(self.exec_root)
+            _kill_leftovers(self.exec_root, self.cgroup_parent)
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _kill_leftovers(exec_root: str):
+def _kill_leftovers(exec_root: str, cgroup_parent: str):
     """Last resort after a failed test: monitors (and so containers) of this
     daemon that are still alive are killed, by the pids they recorded."""
     base = os.path.join(exec_root, "conmon")
@@ -195,7 +197,7 @@ def _kill_leftovers(exec_root: str):
     time.sleep(0.2)
     for d in ("/sys/fs/cgroup",):
         for ctrl in [""] + os.listdir(d):
-            p = os.path.join(d, ctrl, "skiff")
+            p = os.path.join(d, ctrl, cgroup_parent)
             if os.path.isdir(p):
                 for cid in ids:
                     try:

@@ -1,6 +1,7 @@
 """/_ping, /version, /info and error shapes, as clients read them."""
 
 import json
+import os
 import socket
 
 import docker
@@ -95,3 +96,26 @@ def test_tcp_without_tls_is_refused_and_config_file_is_read(tmp_path):
     r = subprocess.run(["unshare", "-n", "skiffd", "--config-file", str(cfg)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 1 and "no-such-option" in r.stderr
+
+
+def _cgroup_dirs(name):
+    import glob
+    return sorted(p for p in glob.glob(f"/sys/fs/cgroup/*/{name}") + glob.glob(f"/sys/fs/cgroup/{name}")
+                  if os.path.isdir(p))
+
+
+def test_daemon_cgroup_parent_made_at_start_and_removed_at_stop(make_skiffd):
+    import secrets
+    name = "skiff-e2e-cgp-" + secrets.token_hex(4)
+    d = make_skiffd(extra_args=["--cgroup-parent", name])
+    # there before any container, as Docker's /docker
+    made = _cgroup_dirs(name)
+    assert any(p.endswith(f"/pids/{name}") or p == f"/sys/fs/cgroup/{name}" for p in made), made
+    d.docker("run", "-d", "--name", "inparent", "busybox", "sleep", "300", check=True)
+    pid = json.loads(d.docker("inspect", "inparent").stdout)[0]["State"]["Pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert f"/{name}/" in f.read()
+    d.docker("rm", "-f", "inparent", check=True)
+    assert _cgroup_dirs(name) == made      # stays while the daemon runs
+    d.stop()
+    assert _cgroup_dirs(name) == []        # a clean shutdown removes it (it is empty)

@@ -37,15 +37,15 @@ def fetch(url, wait=20):
 @pytest.fixture
 def daemon(hostns):
     d = tempfile.mkdtemp(prefix="skn", dir="/tmp")  # short: unix socket paths below it
+    # the daemon's own cgroup parent: made at its start, removed at its clean stop
+    cgroup_parent = "skiff-net-" + os.path.basename(d)
     sock = os.path.join(d, "s.sock")
     with open(os.path.join(d, "daemon.json"), "w") as f:
         # upstream DNS only ever 127.0.0.1 of this namespace; no registry
-        json.dump({"dns": ["127.0.0.1"], "default-registry": "127.0.0.1:1"}, f)
+        json.dump({"dns": ["127.0.0.1"], "default-registry": "127.0.0.1:1",
+                   "cgroup-parent": cgroup_parent}, f)
     log = open(os.path.join(d, "log"), "w")
     procs = []
-    # the daemon's containers live under the cgroup "skiff" (cgroupsPath
-    # /skiff/<id>); the parent stays after the last one goes, as Docker's /docker
-    parents = glob.glob("/sys/fs/cgroup/*/skiff") + glob.glob("/sys/fs/cgroup/skiff")
 
     def start():
         if os.path.exists(sock):
@@ -97,10 +97,10 @@ def daemon(hostns):
                 docker("rm", "-f", *r.stdout.split(), check=False)
             stop(p)
         log.close()
-        for parent in set(glob.glob("/sys/fs/cgroup/*/skiff") +
-                          glob.glob("/sys/fs/cgroup/skiff")) - set(parents):
+        for parent in (glob.glob(f"/sys/fs/cgroup/*/{cgroup_parent}") +
+                       glob.glob(f"/sys/fs/cgroup/{cgroup_parent}")):
             try:
-                os.rmdir(parent)  # only if empty: nobody else's container is in it
+                os.rmdir(parent)  # after a daemon that did not stop cleanly
             except OSError:
                 pass
         shutil.rmtree(d, ignore_errors=True)
