@@ -154,6 +154,21 @@ class Log:
             sys.stderr.write(self._line("warning", msg))
 
 
+def _fail(log, cmd, msg, code):
+    """Report a failed command in runc's words (callers match on them):
+    "runc create failed: ..." (exit 1); "exec failed: ..." with exit 255 for
+    anything exec fails at after its arguments were checked (the engine maps
+    255 + the logged error to Docker's 126/127)."""
+    if not msg.startswith("runc: "):
+        if cmd in ("create", "run"):
+            msg = f"runc {cmd} failed: {msg}"
+        elif cmd == "exec":
+            msg = f"exec failed: {msg}"
+            code = 255
+    log.error(msg)
+    return code
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -182,14 +197,9 @@ def main(argv=None):
         log.error(str(e))
         return 1
     except (RuntimeFailure, SpecError) as e:
-        msg = str(e)
-        if cmd in ("create", "run") and not msg.startswith("runc: "):
-            msg = f"runc {cmd} failed: {msg}"  # runc's wording (callers match on it)
-        log.error(msg)
-        return getattr(e, "exit_code", 1)
+        return _fail(log, cmd, str(e), getattr(e, "exit_code", 1))
     except OSError as e:
-        log.error(f"{e.filename}: {e.strerror}" if e.filename else str(e))
-        return 1
+        return _fail(log, cmd, f"{e.filename}: {e.strerror}" if e.filename else str(e), 1)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 — a runtime never dies with a traceback

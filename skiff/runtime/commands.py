@@ -441,9 +441,7 @@ def _exec_process(c, opts, pos):
             raw = fastjson.loads(f.read())
         return spec.parse_process(raw), raw
     if len(pos) < 2:
-        e = RuntimeFailure("exec failed: process args cannot be empty")
-        e.exit_code = 255
-        raise e
+        raise RuntimeFailure("process args cannot be empty")
     raw = dict(c.data["process"])
     raw["args"] = pos[1:]
     raw["terminal"] = bool(opts.get("tty"))

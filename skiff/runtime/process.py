@@ -64,7 +64,7 @@ class Channel:
         if msg is None:
             raise RuntimeFailure("container init exited unexpectedly")
         if msg.get("type") == "error":
-            raise RuntimeFailure(msg["msg"])
+            raise init_error(msg)
         if msg.get("type") != typ:
             raise RuntimeFailure(f"unexpected message from init: {msg}")
         return msg
@@ -75,6 +75,16 @@ class Channel:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def init_error(msg):
+    """The failure a stage reported, in runc's words: "unable to start
+    container process: " + (for anything but the executable lookup)
+    "error during container init: " + what failed."""
+    text = msg["msg"]
+    if not msg.get("exec"):
+        text = "error during container init: " + text
+    return RuntimeFailure("unable to start container process: " + text)
 
 
 def channel_pair():
@@ -96,7 +106,7 @@ def _child(ch, fn, *args):
             if os.environ.get("SKIFF_RUNTIME_TRACEBACK"):
                 import traceback
                 msg += "\n" + traceback.format_exc()
-            ch.send(type="error", msg=msg)
+            ch.send(type="error", msg=msg, exec=isinstance(e, ExecFailure))
         except BaseException:
             try:  # the parent is gone (after start): say it on stderr
                 os.write(2, f"skiff-runtime: {msg}\n".encode())
@@ -320,20 +330,48 @@ def _make_env(env_list, ent):
     return env
 
 
+def _executable(path):
+    """Go's exec.findExecutable: a non-directory with an execute bit.
+    → None, or the error (OSError from stat, or "permission denied")."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"stat {path}: {(e.strerror or str(e)).lower()}"
+    if (st.st_mode & 0o170000) == 0o040000 or not st.st_mode & 0o111:
+        return "permission denied"
+    return None
+
+
 def lookpath(name, env):
+    """runc's init: exec.LookPath(args[0]) with the container's PATH, then an
+    access(X_OK) check (a noexec mount), all before create reports success,
+    so a bad entrypoint fails ``create`` (or ``exec``) with runc's words."""
     if "/" in name:
-        if not os.path.exists(name):
-            raise RuntimeFailure(f'exec: "{name}": stat {name}: no such file or directory')
-        return name
-    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    for e in env:
-        if e.startswith("PATH="):
-            path = e[5:]
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", name)
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    raise RuntimeFailure(f'exec: "{name}": executable file not found in $PATH')
+        err = _executable(name)
+        if err is not None:
+            raise ExecFailure(f'exec: "{name}": {err}')
+        found = name
+    else:
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for e in env:
+            if e.startswith("PATH="):
+                path = e[5:]
+        found = None
+        for d in path.split(":"):
+            cand = os.path.join(d or ".", name)
+            if _executable(cand) is None:
+                found = cand
+                break
+        if found is None:
+            raise ExecFailure(f'exec: "{name}": executable file not found in $PATH')
+    if not os.access(found, os.X_OK, effective_ids=True):
+        raise ExecFailure(f"exec {found}: permission denied")
+    return found
+
+
+class ExecFailure(RuntimeFailure):
+    """The process's executable cannot be run (runc reports it without
+    "error during container init")."""
 
 
 def _setup_console(sock_fd, size):
@@ -524,7 +562,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         if msg is None:
             raise RuntimeFailure("container init exited unexpectedly")
         if msg.get("type") == "error":
-            raise RuntimeFailure(msg["msg"])
+            raise init_error(msg)
         init_pid = msg["pid"]
         os.waitpid(pid1, 0)
         pid1 = None
@@ -634,7 +672,7 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         # EOF (the write end closed on execve) = success; a message = failure
         msg = parent.recv()
         if msg is not None and msg.get("type") == "error":
-            raise RuntimeFailure(msg["msg"])
+            raise init_error(msg)
         return pid2
     except BaseException:
         for p in (pid1, pid2):
