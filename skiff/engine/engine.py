@@ -139,6 +139,13 @@ class Engine:
             return None
         return getattr(create, "build_spec", None)
 
+    def _validate_create(self, cfg: dict, hc: dict) -> list:
+        try:
+            from skiff.engine import create
+        except ImportError:
+            return []
+        return list(create.validate(cfg, hc) or [])
+
     def spawn(self, coro):
         t = asyncio.get_running_loop().create_task(coro)
         self._bg.add(t)
@@ -226,6 +233,8 @@ class Engine:
         runtime = hc.get("Runtime") or self.config.default_runtime
         self.config.runtime_path(runtime)  # validates the name
         hc["Runtime"] = runtime
+        # Docker's create-time checks (bad options fail here, not at start)
+        warnings = self._validate_create(cfg, hc)
 
         entrypoint = cfg.get("Entrypoint")
         cmd = cfg.get("Cmd")
@@ -302,7 +311,6 @@ class Engine:
             "NetworkSettings": self._empty_network_settings(hc, networks),
             "_skiff": {"RequestedNetworks": networks, "HasBeenStarted": False},
         }
-        warnings = []
         os.makedirs(cdir, exist_ok=True)
         try:
             await asyncio.to_thread(self.rootfs.prepare, cid, img["id"])

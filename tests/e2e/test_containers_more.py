@@ -112,3 +112,23 @@ def test_network_modes_none_and_host(skiffd):
     assert "lo" in names and any(n.startswith("skiff0") for n in names)
     r = skiffd.docker("run", "--rm", "busybox", "cat", "/etc/hosts", check=True)
     assert "127.0.0.1\tlocalhost" in r.stdout
+
+
+def test_bad_options_fail_at_create_and_warnings_are_returned(skiffd):
+    # docker's create-time validation: exit 125, Docker's message, nothing made
+    r = skiffd.docker("run", "--name", "badmem", "-m", "1m", "busybox", "true")
+    assert r.returncode == 125, r
+    assert "Minimum memory limit allowed is 6MB" in r.stderr
+    assert skiffd.docker("ps", "-aq", "--filter", "name=badmem").stdout.strip() == ""
+    r = skiffd.docker("create", "-m", "1m", "busybox", "true")
+    assert r.returncode != 0 and "Minimum memory limit allowed is 6MB" in r.stderr
+    assert skiffd.docker("ps", "-aq").stdout.strip() == ""
+    r = skiffd.docker("run", "--rm", "--workdir", "rel", "busybox", "true")
+    assert r.returncode == 125 and "the working directory 'rel' is invalid" in r.stderr
+    # create warnings reach the client (the CLI prints them)
+    r = skiffd.docker("create", "--name", "oomwarn", "--oom-kill-disable", "busybox", "true")
+    assert r.returncode == 0, r
+    assert "WARNING: OOM killer is disabled for the container" in r.stderr
+    c = skiffd.client.api.create_container("busybox", "true", host_config=skiffd.client.api.
+                                           create_host_config(oom_kill_disable=True))
+    assert any("OOM killer is disabled" in w for w in c["Warnings"])
