@@ -618,6 +618,27 @@ class Engine:
         _write(os.path.join(cdir, "resolv.conf"), resolv)
         return netns
 
+    def rewrite_resolv_conf(self, c: Container):
+        """Rewrite a running container's /etc/resolv.conf from the network
+        layer (after ``network connect`` put a default-bridge container on a
+        user network it points at the embedded DNS, 127.0.0.11, as Docker's).
+        In place: the file is bind-mounted into the container."""
+        if self.network is None:
+            return
+        hc = c.host_config
+        text = self.network.resolv_conf(c.id, hc.get("Dns") or self.config.dns,
+                                        hc.get("DnsSearch") or [], hc.get("DnsOptions") or [])
+        path = os.path.join(self.container_dir(c.id), "resolv.conf")
+        try:
+            with open(path, "r+") as f:
+                if f.read() == text:
+                    return
+                f.seek(0)
+                f.truncate()
+                f.write(text)
+        except FileNotFoundError:
+            _write(path, text)
+
     async def _teardown(self, c: Container):
         cid = c.id
         mode = c.host_config.get("NetworkMode", "bridge")

@@ -86,3 +86,24 @@ def test_connect_stopped_container_applies_at_start(skiffd):
     finally:
         skiffd.docker("rm", "-f", "h5b-late")
         _net(skiffd, "rm", "h5b-net3")
+
+
+def test_connect_default_bridge_container_switches_resolv_conf_to_embedded_dns(skiffd):
+    _net(skiffd, "create", "--subnet", "10.231.10.0/24", "h5b-dnsnet", check=True)
+    try:
+        skiffd.docker("run", "-d", "--name", "h5b-dnsa", "busybox", "sleep", "300", check=True)
+        skiffd.docker("run", "-d", "--name", "h5b-dnsb", "--network", "h5b-dnsnet", "busybox",
+                      "sleep", "300", check=True)
+        before = skiffd.docker("exec", "h5b-dnsa", "cat", "/etc/resolv.conf", check=True).stdout
+        assert "127.0.0.11" not in before
+        _net(skiffd, "connect", "h5b-dnsnet", "h5b-dnsa", check=True)
+        after = skiffd.docker("exec", "h5b-dnsa", "cat", "/etc/resolv.conf", check=True).stdout
+        assert "nameserver 127.0.0.11" in after.splitlines(), after
+        # the embedded DNS answers for the user network's other container
+        ip_b = json.loads(skiffd.docker("inspect", "h5b-dnsb").stdout)[0][
+            "NetworkSettings"]["Networks"]["h5b-dnsnet"]["IPAddress"]
+        r = skiffd.docker("exec", "h5b-dnsa", "nslookup", "h5b-dnsb")
+        assert ip_b in r.stdout, r.stdout + r.stderr
+    finally:
+        skiffd.docker("rm", "-f", "h5b-dnsa", "h5b-dnsb")
+        _net(skiffd, "rm", "h5b-dnsnet")

@@ -96,10 +96,14 @@ def register(app, engine):
             raise errors.PermissionDenied(f"endpoint with name {c.name} already exists in "
                                           f"network {n['name']}")
         if c.running:
+            default_only = set(requested) <= {"bridge"}
             settings = await asyncio.to_thread(nm.connect, c.id, n["name"], ip, aliases)
             nets = c.rec.setdefault("NetworkSettings", {}).setdefault("Networks", {}) or {}
             c.rec["NetworkSettings"]["Networks"] = nets
             nets[n["name"]] = settings
+            if default_only and n["name"] != "bridge":
+                # its first user network: DNS now goes through 127.0.0.11
+                await asyncio.to_thread(engine.rewrite_resolv_conf, c)
         else:
             c.rec.setdefault("NetworkSettings", {}).setdefault("Networks", {})
             c.rec["NetworkSettings"]["Networks"] = c.rec["NetworkSettings"]["Networks"] or {}
