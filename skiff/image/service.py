@@ -282,6 +282,31 @@ class ImageService:
                 self._save_repos(repos)
         return self._image(iid)
 
+    def add_repo_digest(self, image: str, repo_digest: str,
+                        manifest_bytes: bytes | None = None) -> None:
+        """Record ``name@sha256:…`` as a RepoDigest of ``image`` (an ID or
+        reference), as docker push does. With ``manifest_bytes`` (the manifest
+        of that digest) the manifest is kept with the image: a later push
+        sends the same bytes, and the blobs it names count as referenced."""
+        r = reference.parse(repo_digest)
+        if not r.digest:
+            raise errors.InvalidArgument(f"{repo_digest}: not a digest reference")
+        iid = self.resolve(image)
+        repo_digest = f"{r.name}@{r.digest}"
+        with self._lock:
+            rec = self._record(iid)
+            if rec is None:
+                raise errors.ImageNotFound(f"No such image: {image}")
+            if manifest_bytes is not None:
+                self.content.add_bytes(manifest_bytes, r.digest)
+                rec.setdefault("manifests", [])
+                if r.digest not in rec["manifests"]:
+                    rec["manifests"].append(r.digest)
+                    _write_json(self._record_path(iid), rec)
+            repos = self._repos()
+            repos["digests"][repo_digest] = iid
+            self._save_repos(repos)
+
     def _set_tag(self, tag: str, iid: str) -> None:
         r = reference.parse(tag)
         if r.digest:
@@ -560,8 +585,25 @@ class ImageService:
                 continue
             keep.add(i)
             keep.update(l["digest"] for l in rec.get("layers", []))
-            keep.update(rec.get("manifests", []))
+            for md in rec.get("manifests", []):
+                keep.add(md)
+                keep.update(self._manifest_blobs(md))
         return keep
+
+    def _manifest_blobs(self, digest: str) -> list[str]:
+        """The blobs a stored image manifest names (config and layers; a
+        push records manifests naming compressed blobs of its own)."""
+        try:
+            m = json.loads(self.content.read(digest))
+        except (errors.SkiffError, OSError, ValueError):
+            return []
+        if not isinstance(m, dict):
+            return []
+        out = [d["digest"] for d in m.get("layers") or [] if isinstance(d, dict) and d.get("digest")]
+        cfg = m.get("config")
+        if isinstance(cfg, dict) and cfg.get("digest"):
+            out.append(cfg["digest"])
+        return out
 
     def _chains_in_use(self, exclude: str | None = None) -> set[str]:
         used = set()

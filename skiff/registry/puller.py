@@ -840,8 +840,6 @@ def _register(images, ref: Reference, *, manifest_body: bytes, manifest_digest: 
                                            ref.familiar, manifest_digest=manifest_digest))
     if top_digest != manifest_digest and index_body is not None:
         # the repo digest users see is the index's (what the tag points to)
-        _retry_locked(lambda: images._register(
-            images.content.read(config_digest), img.layers,
-            repo_digests=[f"{ref.familiar_name}@{top_digest}"],
-            manifest_digest=top_digest, manifest_bytes=index_body))
+        _retry_locked(lambda: images.add_repo_digest(
+            img.id, f"{ref.familiar_name}@{top_digest}", manifest_bytes=index_body))
     return before != config_digest

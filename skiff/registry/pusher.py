@@ -41,6 +41,8 @@ def manifest_for(image, content) -> tuple[bytes, str]:
         m = json.loads(body)
         if "layers" not in m or (m.get("config") or {}).get("digest") != image.id:
             continue                   # an index, or not this image's manifest
+        if any(not content.has(d.get("digest", "")) for d in m["layers"]):
+            continue                   # its blobs are gone (an older store's GC): a new one
         mt = m.get("mediaType") or MT_DOCKER_MANIFEST
         return body, mt
     layers = [_compressed(content, d) for d in image.layers]
@@ -263,9 +265,7 @@ def _record(images, image, ref: Reference, digest: str, body: bytes) -> None:
     and the manifest is kept so the next push sends the same bytes."""
     from .puller import _retry_locked
     try:
-        _retry_locked(lambda: images._register(
-            images.content.read(image.id), image.layers,
-            repo_digests=[f"{ref.familiar_name}@{digest}"], manifest_digest=digest,
-            manifest_bytes=body))
+        _retry_locked(lambda: images.add_repo_digest(
+            image.id, f"{ref.familiar_name}@{digest}", manifest_bytes=body))
     except SkiffError:
         pass

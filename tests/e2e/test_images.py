@@ -201,8 +201,6 @@ def test_export_then_import(skiffd, tmp_path):
         _rmi_quiet(skiffd, "h5b/exported:1")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (image/registry): push records a manifest "
-                   "naming gzip blobs that ImageService GC does not count as referenced")
 def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_path):
     """Push a loaded (uncompressed) image, pull it back, let an unrelated rmi
     garbage-collect, push to another repository: the compressed blobs the

@@ -112,3 +112,30 @@ def test_shared_base_is_stored_once(images, tmp_path):
     assert images.storage.has(ib.chain_ids[0])
     assert not images.storage.has(ia.chain_ids[1])
     assert disk_usage(root) - empty < both - 2 * MB + 512 * 1024
+
+
+def test_add_repo_digest_keeps_manifest_and_its_blobs(images, busybox):
+    import json as _json
+
+    import pytest as _pytest
+
+    from skiff import errors as _errors
+
+    # a manifest naming a blob only it references (as push's gzip layers)
+    extra = images.content.add_bytes(b"compressed layer of a push")
+    man = _json.dumps({"schemaVersion": 2, "config": {"digest": busybox.id},
+                       "layers": [{"digest": extra, "size": 26}]}).encode()
+    from skiff.image.content import digest_bytes
+    md = digest_bytes(man)
+    images.add_repo_digest("busybox:latest", f"127.0.0.1:5000/bb@{md}", manifest_bytes=man)
+    info = images.inspect_json("busybox")
+    assert f"127.0.0.1:5000/bb@{md}" in info["RepoDigests"]
+    assert images.resolve(f"127.0.0.1:5000/bb@{md}") == busybox.id
+    # garbage collection keeps the manifest and every blob it names
+    images.content.gc(images._referenced_blobs())
+    assert images.content.has(md) and images.content.has(extra)
+    with _pytest.raises(_errors.InvalidArgument):
+        images.add_repo_digest("busybox", "127.0.0.1:5000/bb:tag")
+    with _pytest.raises(_errors.SkiffError):   # bytes that are not that digest
+        images.add_repo_digest("busybox", f"127.0.0.1:5000/bb@sha256:{'0' * 64}",
+                               manifest_bytes=man)
