@@ -1,13 +1,19 @@
 """Cold pull of a multi-layer image (~60 MB compressed, 6 layers) from a
-local docker-registry on 127.0.0.1: skiff vs ``podman pull`` (and vs
-``docker pull`` when a dockerd answers on /var/run/docker.sock), as ratios.
+local docker-registry on 127.0.0.1: skiff vs ``docker pull`` (a private
+dockerd 20.10 started by bench/dockerd.py) vs ``podman pull``, as ratios.
+
+With docker (the default when dockerd is installed; ``--no-docker`` skips it)
+the bench process first enters the private dockerd's network namespace, so
+the registry, skiff, podman and dockerd all meet on that namespace's
+127.0.0.1 — same image, same registry, same conditions; nothing is on the
+host's network. docker talks to its daemon over the unix socket.
 
 Every run starts from an empty store: skiff gets a fresh data root, podman a
 fresh --root/--runroot (overlay driver, its default), docker has the image
 removed first. skiff runs in a subprocess so interpreter start-up counts,
 as podman's and docker's process start-up do.
 
-Run as root:  /opt/skiff/venv/bin/python bench/pull_bench.py [--runs 5]
+Run as root:  /opt/skiff/venv/bin/python bench/pull_bench.py [--runs 5] [--no-docker] [--json f]
 Everything lives under a temporary directory removed at the end; the only
 traffic is to 127.0.0.1.
 """
@@ -97,32 +103,49 @@ def time_podman(ref: str, tmp: str) -> float:
         cleanup_podman(base, root, runroot)
 
 
-def docker_running() -> bool:
-    if not shutil.which("docker") or not os.path.exists("/var/run/docker.sock"):
-        return False
-    return subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                          capture_output=True).returncode == 0
-
-
-def time_docker(ref: str) -> float:
-    subprocess.run(["docker", "rmi", "-f", ref], capture_output=True)
+def time_docker(dockerd, ref: str) -> float:
+    dockerd.run("rmi", "-f", ref, check=False)
     t = time.perf_counter()
-    subprocess.run(["docker", "pull", "-q", ref], check=True, capture_output=True)
+    dockerd.run("pull", "-q", ref)
     dt = time.perf_counter() - t
-    subprocess.run(["docker", "rmi", "-f", ref], capture_output=True)
+    dockerd.run("rmi", "-f", ref)
     return dt
+
+
+def enter_netns(name: str) -> int:
+    """Move this process (its main thread: children fork from it) into
+    /run/netns/<name>; returns an fd of the original namespace."""
+    from skiff import sys as ksys
+    orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    ksys.setns(fd, ksys.CLONE_NEWNET)
+    os.close(fd)
+    return orig
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-docker", action="store_true")
+    ap.add_argument("--no-podman", action="store_true")
+    ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
         return 2
     tmp = tempfile.mkdtemp(prefix="skiff-pull-bench-")
-    reg = None
+    reg = dockerd = orig_ns = None
+    versions = {}
     try:
+        if not args.no_docker:
+            if shutil.which("dockerd"):
+                sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+                from dockerd import Dockerd
+                dockerd = Dockerd().start()
+                versions["docker"] = "dockerd " + dockerd.version()
+                orig_ns = enter_netns(dockerd.netns)
+            else:
+                print("docker: not measured (dockerd missing: apt-get install docker.io)")
         img = make_image(tmp)
         size = sum(len(b) for d, b in img["blobs"].items())
         reg = R.Registry(os.path.join(tmp, "registry")).start()
@@ -132,30 +155,48 @@ def main() -> int:
               f"registry {reg.url}")
         results = {}
         tools = [("skiff", lambda: time_skiff(ref, tmp))]
-        if shutil.which("podman"):
+        if dockerd:
+            tools.append(("docker", lambda: time_docker(dockerd, ref)))
+        if shutil.which("podman") and not args.no_podman:
             tools.append(("podman", lambda: time_podman(ref, tmp)))
-        if docker_running():
-            tools.append(("docker", lambda: time_docker(ref)))
+            versions["podman"] = subprocess.run(["podman", "--version"], capture_output=True,
+                                                text=True).stdout.strip()
         for name, fn in tools:
             fn()                                          # warm the registry's page cache
             results[name] = []
-        for _ in range(args.runs):                        # interleaved: load hits all alike
-            for name, fn in tools:
+        for i in range(args.runs):                        # interleaved: load hits all alike
+            k = i % len(tools)                            # and the order rotates
+            for name, fn in tools[k:] + tools[:k]:
                 results[name].append(fn())
-        print(f"\ncold pull, median of {args.runs} interleaved runs:")
+        print(f"\ncold pull, median of {args.runs} interleaved runs "
+              f"(load average {os.getloadavg()[0]:.2f}):")
+        for k, v in versions.items():
+            print(f"  {k}: {v}")
         med = {k: statistics.median(v) for k, v in results.items()}
         for k, v in med.items():
             print(f"  {k:7s} {v:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in results[k])})")
-        for peer in ("podman", "docker"):
+        ratios = {}
+        for peer in ("docker", "podman"):
             if peer in med:
-                print(f"  skiff / {peer}: {med['skiff'] / med[peer]:.2f}  "
+                ratios[peer] = med["skiff"] / med[peer]
+                print(f"  skiff / {peer}: {ratios[peer]:.2f}  "
                       f"({med[peer] / med['skiff']:.2f}x {'faster' if med['skiff'] < med[peer] else 'slower'})")
-        if "docker" not in med:
-            print("  docker: not measured (no dockerd running on /var/run/docker.sock)")
+        if args.json:
+            import json
+            with open(args.json, "w") as f:
+                json.dump({"runs": results, "median": med, "ratios": ratios,
+                           "versions": versions, "loadavg": os.getloadavg(),
+                           "image_mb": size / MB, "layers": len(img["layers"])}, f, indent=2)
         return 0
     finally:
         if reg:
             reg.stop()
+        if orig_ns is not None:
+            from skiff import sys as ksys
+            ksys.setns(orig_ns, ksys.CLONE_NEWNET)
+            os.close(orig_ns)
+        if dockerd:
+            dockerd.stop()
         for d in glob.glob(os.path.join(tmp, "pr-*")):
             cleanup_podman(["podman", "--root", d], d, d)
         shutil.rmtree(tmp, ignore_errors=True)
