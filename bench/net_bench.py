@@ -2,6 +2,14 @@
 """skiff's network data path, measured in a private network namespace.
 
     /opt/skiff/venv/bin/python bench/net_bench.py [--seconds 3] [--requests 2000] [--json]
+    /opt/skiff/venv/bin/python bench/net_bench.py --engines [--rounds 3] [--seconds 3]
+
+``--engines``: skiffd against a private dockerd (bench/dockerd.py), end to
+end through both daemons, each in its own network namespace: real
+containers made with ``docker run -p``, container→container and
+host(engine namespace)→published-port throughput and connection rate,
+alternating engine by engine; prints skiff/docker ratios. See
+engines_main(). Without it:
 
 Everything runs inside a throw-away "host" namespace (created and deleted
 here): skiff0, the SKIFF chains, two containers (bare namespaces, no
@@ -17,9 +25,7 @@ Figures:
 each beside a baseline that has no bridge and no NAT: the same server on
 the namespace's own loopback. The ratios are skiff / baseline.
 
-dockerd itself is not run: it would have to run on this shared machine,
-where other engineers' test suites snapshot cgroups, processes and mounts.
-skiff's data path (veth + Linux bridge + iptables DNAT/MASQUERADE) is
+Without --engines dockerd is not run; skiff's data path (veth + Linux bridge + iptables DNAT/MASQUERADE) is
 dockerd's with "userland-proxy": false. Docker's *default* path from the
 host's loopback to a published port is its userland proxy: when the
 docker-proxy binary is available (``--docker-proxy PATH``; it comes in
@@ -81,12 +87,122 @@ def ab(client_ns, url, n):
     return float(m.group(1))
 
 
+def engines_main(args):
+    """skiffd and a private dockerd, each in its own network namespace; in
+    each, a server container (-p 15201:5201 -p 18080:80) and a client
+    container (busybox sleep). iperf3 and busybox httpd are the host's
+    binaries started by nsenter in the server container's namespace (busybox
+    has neither), the clients in the client container's namespace
+    (container→container) or in the engine's own namespace, on 127.0.0.1
+    (host→published port). Same servers, same commands for both engines; the
+    measurements alternate engine by engine, round by round."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from tests.e2e.conftest import Daemon
+    from dockerd import Dockerd
+    import statistics
+    root = tempfile.mkdtemp(prefix="skiff-netbench-")
+    www = os.path.join(root, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "index.html"), "w") as f:
+        f.write("x" * 612)  # nginx's default page size
+    procs = []
+    engines = {}
+    sk = dd = None
+    versions = {}
+    try:
+        sk = Daemon(os.path.join(root, "skiff"), runtime="runc")
+        os.makedirs(sk.root, exist_ok=True)
+        sk.preload()
+        sk.start()
+        env = sk.env()
+        engines["skiff"] = (["docker", "-H", sk.host], env, f"/run/netns/{sk.netns}")
+        dd = Dockerd().start()
+        dd.load_busybox()
+        versions["docker"] = "dockerd " + dd.version() + " (--userland-proxy=false)"
+        engines["docker"] = (dd.cli(), env, f"/run/netns/{dd.netns}")
+        info = {}
+        for name, (cli, e, hostns) in engines.items():
+            def dk(*a):
+                r = subprocess.run(cli + list(a), env=e, capture_output=True, text=True)
+                if r.returncode:
+                    raise RuntimeError(f"{name}: {' '.join(a)}: {r.stderr[-400:]}")
+                return r.stdout.strip()
+            dk("run", "-d", "--name", "srv", "-p", "15201:5201", "-p", "18080:80",
+               "busybox", "sleep", "3000")
+            dk("run", "-d", "--name", "cli", "busybox", "sleep", "3000")
+            spid = dk("inspect", "-f", "{{.State.Pid}}", "srv")
+            cpid = dk("inspect", "-f", "{{.State.Pid}}", "cli")
+            ip = dk("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv")
+            sp, cp = f"/proc/{spid}/ns/net", f"/proc/{cpid}/ns/net"
+            for ns, cmd in ((sp, ["iperf3", "-s", "-p", "5201"]),
+                            (sp, ["busybox", "httpd", "-f", "-p", "80", "-h", www]),
+                            (hostns, ["iperf3", "-s", "-p", "25201"]),   # loopback baseline
+                            (hostns, ["busybox", "httpd", "-f", "-p", "28080", "-h", www])):
+                procs.append(subprocess.Popen(ns_cmd(ns, cmd), stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, start_new_session=True))
+            for ns, port in ((sp, 5201), (sp, 80), (hostns, 25201), (hostns, 28080)):
+                wait_listen(ns, port)
+            info[name] = (sp, cp, ip, hostns)
+        res = {name: {} for name in engines}
+
+        def add(name, key, v):
+            res[name].setdefault(key, []).append(v)
+        s, n = args.seconds, args.requests
+        for r in range(args.rounds):
+            order = list(engines) if r % 2 == 0 else list(engines)[::-1]
+            for name in order:
+                sp, cp, ip, hostns = info[name]
+                add(name, "c2c_gbit", iperf(cp, ip, 5201, s))
+                add(name, "host_to_published_gbit", iperf(hostns, "127.0.0.1", 15201, s))
+                add(name, "loopback_gbit", iperf(hostns, "127.0.0.1", 25201, s))
+                add(name, "c2c_conn_per_s", ab(cp, f"http://{ip}:80/index.html", n))
+                add(name, "host_to_published_conn_per_s",
+                    ab(hostns, "http://127.0.0.1:18080/index.html", n))
+                add(name, "loopback_conn_per_s", ab(hostns, "http://127.0.0.1:28080/index.html", n))
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        if dd:
+            dd.stop()
+        if sk:
+            sk.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+    med = {name: {k: statistics.median(v) for k, v in d.items()} for name, d in res.items()}
+    load = os.getloadavg()[0]
+    if args.json:
+        print(json.dumps({"runs": res, "median": med, "versions": versions, "loadavg": load},
+                         indent=2))
+        return
+    print(f"network, skiffd vs dockerd, median of {args.rounds} alternating rounds "
+          f"(iperf3 {s}s, ab -n {n} -c 4); load average {load:.2f}")
+    for k, v in versions.items():
+        print(f"  {k}: {v}")
+    print(f"{'':34}{'skiff':>10}{'docker':>10}{'skiff/docker':>14}")
+    for label, key, fmt in (("c2c throughput (Gbit/s)", "c2c_gbit", ".2f"),
+                            ("host->published (Gbit/s)", "host_to_published_gbit", ".2f"),
+                            ("  loopback baseline (Gbit/s)", "loopback_gbit", ".2f"),
+                            ("c2c connections/s", "c2c_conn_per_s", ".0f"),
+                            ("host->published connections/s", "host_to_published_conn_per_s", ".0f"),
+                            ("  loopback baseline conn/s", "loopback_conn_per_s", ".0f")):
+        a, b = med["skiff"][key], med["docker"][key]
+        print(f"{label:34}{a:10{fmt}}{b:10{fmt}}{a / b:14.2f}")
+    print("higher is better; ratio > 1: skiff faster")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--setups", type=int, default=20)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--engines", action="store_true",
+                    help="skiffd against a private dockerd (bench/dockerd.py), end to end")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--docker-proxy", default=shutil.which("docker-proxy") or next(
         (p for p in ("/usr/sbin/docker-proxy", "/usr/libexec/docker/docker-proxy")
          if os.path.exists(p)), None))
@@ -96,6 +212,10 @@ def main():
             sys.exit(f"net_bench: {tool} is missing (./install.sh --dev)")
     if os.geteuid() != 0:
         sys.exit("net_bench: run as root")
+    if args.engines:
+        if not shutil.which("dockerd"):
+            sys.exit("net_bench --engines: dockerd missing (apt-get install docker.io)")
+        return engines_main(args)
 
     from skiff.network import netns as nsmod
     nsdir = tempfile.mkdtemp(prefix="skiff-bench-ns-")
