@@ -44,7 +44,7 @@ def _default_runtime() -> str:
     rt = os.environ.get("SKIFF_E2E_RUNTIME")
     if rt:
         return rt
-    return "runc"
+    return "skiff-runtime"
 
 
 class Daemon:
