@@ -31,6 +31,7 @@ import stat
 import struct
 import tarfile
 import threading
+import zlib
 from dataclasses import dataclass
 
 from skiff import errors
@@ -85,6 +86,13 @@ class ApplyResult:
     compression: str     # "tar" | "gzip" | "zstd"
     content_size: int    # sum of regular file sizes (for image sizes)
     entries: int
+
+
+def _write_all(fd: int, b: memoryview) -> None:
+    """The rest of a short write."""
+    while b:
+        n = os.write(fd, b)
+        b = b[n:]
 
 
 def _umask() -> int:
@@ -266,12 +274,15 @@ class _Applier:
                         q.put([(ti, chunks)])
                         try:
                             left = ti.size
-                            while left > 0 and self.error is None:
-                                b = stream.read(left if left < CHUNK else CHUNK)
-                                if not b:
-                                    raise _truncated(ti)
+                            put = chunks.q.put
+                            for b in stream.views(left):
                                 left -= len(b)
-                                chunks.q.put(b)
+                                put(b)
+                                if self.error is not None:
+                                    break
+                            else:
+                                if left:
+                                    raise _truncated(ti)
                         finally:
                             chunks.q.put(None)
                         continue
@@ -368,19 +379,19 @@ class _Applier:
             fd = os.open(base, _CREATE_FLAGS, mode & 0o777, dir_fd=pfd)
         try:
             write = os.write
-            if isinstance(data, _Chunks):
+            if type(data) is bytes:
+                if data:
+                    n = write(fd, data)
+                    if n != len(data):
+                        _write_all(fd, memoryview(data)[n:])
+            else:
                 get = data.get
                 b = get()
                 while b is not None:
-                    while b:
-                        n = write(fd, b)
-                        b = memoryview(b)[n:] if n != len(b) else b""
-                    b = get()
-            else:
-                b = data
-                while b:
                     n = write(fd, b)
-                    b = memoryview(b)[n:] if n != len(b) else b""
+                    if n != len(b):
+                        _write_all(fd, b[n:])
+                    b = get()
             self.content_size += ti.size
             chowned = False
             if ti.uid != self.euid or ti.gid != self.egid:
@@ -391,8 +402,12 @@ class _Applier:
             if ti.pax_headers:
                 for k, v in self.xattrs(ti):
                     os.setxattr(fd, k, v)
-            mt = self.mtime_ns(ti)
-            os.utime(fd, ns=(mt, mt))
+            m = ti.mtime
+            if type(m) is int:
+                os.utime(fd, (m, m))
+            else:
+                mt = self.mtime_ns(ti)
+                os.utime(fd, ns=(mt, mt))
         finally:
             os.close(fd)
 
@@ -494,15 +509,14 @@ class _Hdr:
 
 
 _HDR = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
-_CHK = struct.Struct("148B8x356B")
 _ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
 _SLOW_TYPES = frozenset(b"xgLKSVMN")  # pax, GNU long names, sparse, volume, multivolume
 _USTAR_MAGIC = (b"ustar\x00", b"ustar ")
 
 
-def _oct(field: bytes) -> int:
-    field = field.rstrip(b"\0 ")
-    return int(field, 8) if field else 0
+_NS = b"\0 "
+_NO_PAX: dict = {}
+_adler = zlib.adler32
 
 
 class _TarReader:
@@ -530,38 +544,43 @@ class _TarReader:
             f.seek(self.offset)
             if f.pos != self.offset:
                 raise LayerError("invalid layer: unexpected end of data (truncated stream)")
-        buf = f.read(tarfile.BLOCKSIZE)
-        if not buf:
-            return None
-        if len(buf) != tarfile.BLOCKSIZE:
+        buf, o = f.block()
+        if len(buf) < o + 512:
+            if not buf:
+                return None
             raise LayerError("invalid layer: truncated tar header (truncated stream)")
-        if buf == _ZERO_BLOCK:
+        if buf[o] == 0 and buf[o:o + 512] == _ZERO_BLOCK:
             return None
         (name, mode, uid, gid, size, mtime, chksum, typ, linkname, magic, _ver, _un, _gn,
-         devmajor, devminor, prefix) = _HDR.unpack(buf)
+         devmajor, devminor, prefix) = _HDR.unpack_from(buf, o)
         t = typ[0]
-        numeric = (mode, uid, gid, size, mtime, devmajor, devminor)
-        if t in _SLOW_TYPES or magic not in _USTAR_MAGIC or self.pax_headers or \
-                any(x[:1] and x[0] & 0x80 for x in numeric):
-            return self._slow(buf)
+        if t in _SLOW_TYPES or magic not in _USTAR_MAGIC or self.pax_headers:
+            return self._slow(buf[o:o + 512])
+        # a base-256 number (high bit set) makes int() fail: tarfile's path
         try:
-            if _oct(chksum) != 256 + sum(_CHK.unpack_from(buf)):
-                return self._slow(buf)  # tarfile also accepts signed checksums
+            # unsigned byte sum of the block with the checksum field as
+            # spaces: two adler32 halves (each sum < 65521, so exact)
+            mv = memoryview(buf)
+            total = ((_adler(mv[o:o + 256]) & 0xffff) + (_adler(mv[o + 256:o + 512]) & 0xffff)
+                     - 2 - sum(mv[o + 148:o + 156]) + 256)
+            if int(chksum.rstrip(_NS) or b"0", 8) != total:
+                return self._slow(buf[o:o + 512])  # tarfile also accepts signed checksums
             h = _Hdr()
-            n = name.split(b"\0", 1)[0]
-            if magic == b"ustar\x00" and prefix[:1] != b"\0":
-                n = prefix.split(b"\0", 1)[0] + b"/" + n
-            h.name = n.decode("utf-8", "surrogateescape")
-            h.mode = _oct(mode)
-            h.uid = _oct(uid)
-            h.gid = _oct(gid)
-            h.size = _oct(size)
-            h.mtime = _oct(mtime)
-            h.linkname = linkname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            h.devmajor = _oct(devmajor)
-            h.devminor = _oct(devminor)
+            h.mode = int(mode.rstrip(_NS) or b"0", 8)
+            h.uid = int(uid.rstrip(_NS) or b"0", 8)
+            h.gid = int(gid.rstrip(_NS) or b"0", 8)
+            h.size = int(size.rstrip(_NS) or b"0", 8)
+            h.mtime = int(mtime.rstrip(_NS) or b"0", 8)
+            h.devmajor = int(devmajor.rstrip(_NS) or b"0", 8)
+            h.devminor = int(devminor.rstrip(_NS) or b"0", 8)
         except ValueError:
-            return self._slow(buf)
+            return self._slow(buf[o:o + 512])
+        n = name.split(b"\0", 1)[0]
+        if magic == b"ustar\x00" and prefix[:1] != b"\0":
+            n = prefix.split(b"\0", 1)[0] + b"/" + n
+        h.name = n.decode("utf-8", "surrogateescape")
+        h.linkname = linkname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape") \
+            if linkname[:1] != b"\0" else ""
         if t == 0x30 or t == 0:  # "0" or NUL: regular file (or a dir, old style)
             h.type = tarfile.REGTYPE
             if h.name.endswith("/"):
@@ -570,7 +589,7 @@ class _TarReader:
             h.type = typ
         if h.type == tarfile.DIRTYPE:
             h.name = h.name.rstrip("/")
-        h.pax_headers = {}
+        h.pax_headers = _NO_PAX
         h.sparse = None
         if h.size < 0:
             raise LayerError("invalid layer: negative size in tar header")

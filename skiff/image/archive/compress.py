@@ -227,20 +227,85 @@ class _Decompressed(io.RawIOBase):
 
 
 class LayerStream:
-    """Forward-only reader of a layer's uncompressed tar stream."""
+    """Forward-only reader of a layer's uncompressed tar stream.
+
+    The uncompressed bytes arrive in chunks of up to CHUNK bytes (each one
+    read once, hashed on a helper thread, never copied again); reads are
+    served by slicing the current chunk. ``block()`` gives a tar header
+    block in place and ``views()`` a file's data as zero-copy memoryviews
+    of the (immutable) chunks."""
 
     def __init__(self, fileobj, max_bytes: int = DEFAULT_MAX_BYTES):
         head = fileobj.read(4)
         self.kind = detect(head)
         self._src = _HashedSource(fileobj, head)
         self._dec = _Decompressed(self._src, self.kind, max_bytes)
-        self._buf = io.BufferedReader(self._dec, buffer_size=CHUNK)
+        self._chunk = b""
+        self._off = 0
         self.pos = 0
 
+    def _fill(self) -> bool:
+        """Replace the (used up) current chunk by the next one."""
+        b = self._dec.read(CHUNK)
+        self._chunk = b
+        self._off = 0
+        return bool(b)
+
     def read(self, size: int = -1) -> bytes:
-        b = self._buf.read(size)
-        self.pos += len(b)
-        return b
+        if size is None or size < 0:
+            parts = [self._chunk[self._off:]]
+            while self._fill():
+                parts.append(self._chunk)
+            self._off = len(self._chunk)
+            b = b"".join(parts)
+            self.pos += len(b)
+            return b
+        c, off = self._chunk, self._off
+        end = off + size
+        if end <= len(c):
+            self._off = end
+            self.pos += size
+            return c[off:end]
+        parts = [c[off:]]
+        got = len(c) - off
+        self._off = len(c)
+        while got < size and self._fill():
+            c = self._chunk
+            take = size - got
+            if take > len(c):
+                take = len(c)
+            parts.append(c[:take])
+            self._off = take
+            got += take
+        self.pos += got
+        return b"".join(parts)
+
+    def block(self):
+        """The next 512-byte block as (buffer, offset), in place when it
+        lies within one chunk; a shorter buffer (offset 0) at the end."""
+        off = self._off
+        if off + 512 <= len(self._chunk):
+            self._off = off + 512
+            self.pos += 512
+            return self._chunk, off
+        return self.read(512), 0
+
+    def views(self, size: int):
+        """Yield ``size`` bytes of data as memoryviews of the chunks (fewer
+        bytes in all if the stream ends early)."""
+        while size > 0:
+            c, off = self._chunk, self._off
+            n = len(c) - off
+            if n <= 0:
+                if not self._fill():
+                    return
+                continue
+            if n > size:
+                n = size
+            self._off = off + n
+            self.pos += n
+            size -= n
+            yield memoryview(c)[off:off + n]
 
     # tarfile needs tell() and a forward seek()
     def tell(self) -> int:
@@ -253,11 +318,16 @@ class LayerStream:
             raise LayerError("internal error: backwards seek in a layer stream")
         left = pos - self.pos
         while left:
-            b = self._buf.read(min(left, CHUNK))
-            if not b:
-                break
-            left -= len(b)
-            self.pos += len(b)
+            n = len(self._chunk) - self._off
+            if n <= 0:
+                if not self._fill():
+                    break
+                continue
+            if n > left:
+                n = left
+            self._off += n
+            self.pos += n
+            left -= n
         return self.pos
 
     def close(self) -> None:
@@ -267,7 +337,8 @@ class LayerStream:
 
     def finish(self) -> None:
         """Read to the end so both digests cover every byte."""
-        while self._buf.read(CHUNK):
+        self._off = len(self._chunk)
+        while self._fill():
             pass
         self._src.drain()
 
