@@ -18,10 +18,10 @@ that use it.
 from __future__ import annotations
 
 import datetime as _dt
-import fnmatch
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import tarfile
@@ -59,6 +59,44 @@ def _parse_time(s: str | None) -> float:
             + tz
     except ValueError:
         return 0.0
+
+
+def _path_match(pattern: str, s: str) -> bool:
+    """Go's path.Match: ``*`` and ``?`` do not cross "/"."""
+    rx, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            rx += "[^/]*"
+        elif c == "?":
+            rx += "[^/]"
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                return False               # Go: ErrBadPattern, no match
+            body = pattern[i + 1:j]
+            if body.startswith("^"):
+                body = "!" + body[1:]
+            rx += "[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]"
+            i = j
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            rx += re.escape(pattern[i])
+        else:
+            rx += re.escape(c)
+        i += 1
+    return re.fullmatch(rx, s) is not None
+
+
+def _ref_match(pattern: str, ref: str) -> bool:
+    """Docker's reference filter (FamiliarMatch): the pattern against the
+    familiar reference ("busybox:latest", "host/x@sha256:…") or its name."""
+    if "@" in ref:
+        name = ref.split("@", 1)[0]
+    else:
+        head, sep, tail = ref.rpartition(":")
+        name = head if sep and "/" not in tail else ref
+    return _path_match(pattern, ref) or _path_match(pattern, name)
 
 
 def _write_json(path: str, data) -> None:
@@ -455,14 +493,14 @@ class ImageService:
                 want = str(filters["dangling"][0]).lower() in ("true", "1")
                 if want != (not im.repo_tags):
                     continue
+            tags = digests = None
             if filters.get("reference"):
-                ok = False
-                for pat in filters["reference"]:
-                    for t in im.repo_tags:
-                        name = t.rsplit(":", 1)[0]
-                        if fnmatch.fnmatchcase(t, pat) or fnmatch.fnmatchcase(name, pat):
-                            ok = True
-                if not ok:
+                # Docker lists only the references that match (not every
+                # tag of the image), and skips an image none of whose do
+                pats = [str(p) for p in filters["reference"]]
+                tags = [t for t in im.repo_tags if any(_ref_match(p, t) for p in pats)]
+                digests = [d for d in im.repo_digests if any(_ref_match(p, d) for p in pats)]
+                if not tags and not digests:
                     continue
             if filters.get("label"):
                 labels = (im.config.get("config") or {}).get("Labels") or {}
@@ -477,8 +515,11 @@ class ImageService:
                 continue
             if since is not None and not im.created > since:
                 continue
-            out.append(self._summary(im, None, (containers or {}).get(im.id, 0)
-                                     if containers is not None else -1))
+            summary = self._summary(im, None, (containers or {}).get(im.id, 0)
+                                    if containers is not None else -1)
+            if tags is not None:
+                summary["RepoTags"], summary["RepoDigests"] = tags, digests
+            out.append(summary)
         out.sort(key=lambda d: d["Created"], reverse=True)
         return out
 
@@ -644,7 +685,15 @@ class ImageService:
                 if len(im.repo_tags) + len(im.repo_digests) > 1 and \
                         (len(im.repo_tags) > 1 or r.digest):
                     self._untag(repos, key)
-                    return [{"Untagged": key}]
+                    out = [{"Untagged": key}]
+                    if not r.digest and not any(reference.parse(t).name == r.name
+                                                for t in im.repo_tags if t != key):
+                        # Docker: the repository's last tag takes its digests along
+                        for d in im.repo_digests:
+                            if d.split("@", 1)[0] == r.name:
+                                self._untag(repos, d)
+                                out.append({"Untagged": d})
+                    return out
                 if users and not force:
                     raise errors.Conflict(
                         f"conflict: unable to remove repository reference \"{ref}\" "

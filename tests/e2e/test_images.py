@@ -241,3 +241,40 @@ def test_push_after_pull_and_untag_of_same_image(skiffd, netns_registry, tmp_pat
             fresh.stop()
     finally:
         _rmi_quiet(skiffd, a, b, "h5b/regr:src", "h5b/regr-other:1")
+
+
+def test_images_reference_lists_only_matching_tags(skiffd):
+    for t in ("lsref/a:1", "lsref/a:2", "lsref/b:1"):
+        skiffd.docker("tag", "busybox", t, check=True)
+    try:
+        fmt = ["--format", "{{.Repository}}:{{.Tag}}"]
+        r = skiffd.docker("images", *fmt, "lsref/a", check=True)
+        assert sorted(r.stdout.split()) == ["lsref/a:1", "lsref/a:2"]
+        r = skiffd.docker("images", *fmt, "lsref/a:2", check=True)
+        assert r.stdout.split() == ["lsref/a:2"]
+        r = skiffd.docker("images", *fmt, "lsref/*", check=True)
+        assert sorted(r.stdout.split()) == ["lsref/a:1", "lsref/a:2", "lsref/b:1"]
+        # as Docker's path.Match: * does not cross "/"
+        assert skiffd.docker("images", "-q", "lsref*", check=True).stdout.strip() == ""
+        (img,) = skiffd.client.api.images(name="lsref/b")
+        assert img["RepoTags"] == ["lsref/b:1"]
+    finally:
+        _rmi_quiet(skiffd, "lsref/a:1", "lsref/a:2", "lsref/b:1")
+
+
+def test_rmi_of_last_tag_of_a_repository_drops_its_digests(skiffd, netns_registry):
+    host = netns_registry.host
+    ref = f"{host}/h5b/dropdigest:1"
+    skiffd.docker("tag", "busybox", ref, check=True)
+    try:
+        skiffd.docker("push", ref, check=True, timeout=120)
+        digests = json.loads(skiffd.docker("image", "inspect", "busybox").stdout)[0]["RepoDigests"]
+        assert any(d.startswith(f"{host}/h5b/dropdigest@sha256:") for d in digests)
+        r = skiffd.docker("rmi", ref, check=True)
+        assert f"Untagged: {host}/h5b/dropdigest@sha256:" in r.stdout
+        digests = json.loads(skiffd.docker("image", "inspect", "busybox").stdout)[0]["RepoDigests"]
+        assert not any(d.startswith(f"{host}/h5b/dropdigest@") for d in digests)
+        r = skiffd.docker("images", "--digests", "--format", "{{.Repository}}", check=True)
+        assert f"{host}/h5b/dropdigest" not in r.stdout.split()
+    finally:
+        _rmi_quiet(skiffd, ref)
