@@ -219,10 +219,14 @@ class Dockerd:
 
     def stop(self) -> None:
         if self.dockerd is not None and self.dockerd.poll() is None:
-            r = subprocess.run(self.cli("ps", "-aq"), capture_output=True, text=True)
-            ids = r.stdout.split()
-            if ids:
-                subprocess.run(self.cli("rm", "-f", *ids), capture_output=True, timeout=120)
+            try:
+                r = subprocess.run(self.cli("ps", "-aq"), capture_output=True, text=True,
+                                   timeout=30)
+                ids = r.stdout.split()
+                if ids:
+                    subprocess.run(self.cli("rm", "-f", *ids), capture_output=True, timeout=120)
+            except subprocess.TimeoutExpired:
+                pass                    # the kills below take care of the containers
         for p in (self.dockerd, self.containerd):     # dockerd first: it stops containers
             if p is None or p.poll() is not None:
                 continue
