@@ -52,13 +52,25 @@ def timed(fn, runs: int, reset=None) -> list[float]:
     return out
 
 
-def interleaved(tools: dict, runs: int) -> dict[str, list[float]]:
-    """Round-robin the tools so that drift on a shared machine hits all."""
+def interleaved(tools: dict, runs: int, warmup: int = 0) -> dict[str, list[float]]:
+    """Round-robin the tools so that drift on a shared machine hits all.
+    ``warmup`` untimed rounds first (whoever runs first after the test data
+    was made and its sources deleted otherwise pays the filesystem's
+    deferred work, several seconds on ext4)."""
     res: dict[str, list[float]] = {k: [] for k in tools}
     for k in tools:
         res[k + " [cpu]"] = []
-    for _ in range(runs):
-        for name, (fn, reset) in tools.items():
+    for _ in range(warmup):
+        for fn, reset in tools.values():
+            reset()
+            fn()
+    names = list(tools)
+    for r in range(runs):
+        # rotate the order each round: whatever a tool leaves behind for the
+        # kernel to finish (writeback, freed blocks) does not always land
+        # on the same successor
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, reset = tools[name]
             reset()
             os.sync()
             r0s = resource.getrusage(resource.RUSAGE_SELF)
@@ -137,7 +149,7 @@ def bench_unpack(work: str, runs: int) -> dict:
         shutil.rmtree(svc_root)
         tools["umoci raw unpack"] = (
             lambda: sh("umoci", "raw", "unpack", "--image", f"{layout}:layer", str(dest)), reset)
-    res = interleaved(tools, runs)
+    res = interleaved(tools, runs, warmup=1)
     shutil.rmtree(dests)
     os.unlink(tar)
     return res
