@@ -459,9 +459,12 @@ def sealed_interpreter():
         os.close(src)
 
 
-def _enter_sealed(ch, kind, sealed_fd):
-    """In the freshly forked in-container stage: re-exec from the sealed
-    interpreter copy (never returns), or — without one — go on in place."""
+def _enter_sealed(ch, kind):
+    """In the freshly forked in-container stage: make the sealed interpreter
+    copy (here, not in the parent, so the copy overlaps the parent's cgroup
+    writes) and re-exec from it (never returns), or — without one — go on
+    in place."""
+    sealed_fd = sealed_interpreter()
     if sealed_fd is None:
         _child(ch, _stage_from_msg, kind)
     import sys
@@ -473,9 +476,9 @@ def _enter_sealed(ch, kind, sealed_fd):
     try:
         os.set_inheritable(ch.rfd, True)
         os.set_inheritable(ch.wfd, True)
-        k.execveat(sealed_fd, ["skiff-runtime-" + kind, "-IS", "-c", code, kind,
-                               str(ch.rfd), str(ch.wfd)],
-                   [f"{a}={b}" for a, b in env.items()])
+        # fexecve (execveat(fd, "", AT_EMPTY_PATH)): no ctypes before the re-exec
+        os.execve(sealed_fd, ["skiff-runtime-" + kind, "-IS", "-c", code, kind,
+                              str(ch.rfd), str(ch.wfd)], env)
     except BaseException as e:  # noqa: BLE001
         try:
             ch.send(type="error", msg=f"exec of the sealed runtime copy failed: {_describe(e)}")
@@ -537,12 +540,11 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     for key in ("fifo_fd", "console_fd"):
         if opts.get(key) is not None:
             os.set_inheritable(opts[key], True)
-    sealed_fd = sealed_interpreter()
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _enter_sealed(child, "init", sealed_fd)
+        _enter_sealed(child, "init")
     child.close()
     console_fd = opts.pop("console_sock_obj", None)
     init_pid = None
@@ -589,8 +591,6 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         parent.close()
         if console_fd is not None:
             console_fd.close()
-        if sealed_fd is not None:
-            os.close(sealed_fd)
 
 
 # --------------------------------------------------------------------------- exec
@@ -645,12 +645,11 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     cloexec_from(3 + opts.get("preserve_fds", 0))
     if opts.get("console_fd") is not None:
         os.set_inheritable(opts["console_fd"], True)
-    sealed_fd = sealed_interpreter()
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
-        _enter_sealed(child, "exec", sealed_fd)
+        _enter_sealed(child, "exec")
     child.close()
     pid2 = None
     try:
@@ -689,5 +688,3 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         raise
     finally:
         parent.close()
-        if sealed_fd is not None:
-            os.close(sealed_fd)

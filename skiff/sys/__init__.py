@@ -5,13 +5,33 @@ ctypes wrappers here so the rest of skiff stays plain Python. Every wrapper
 raises OSError with the real errno and the path(s) involved.
 
 Import cost matters (skiff-runtime starts per container), so this module
-imports only ctypes and os.
+imports only os; ctypes (~4 ms) is loaded at the first kernel call, so a
+process that only needs the constants (skiff-runtime's create parent: spec
+parsing) never pays for it.
 """
 
-import ctypes
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class _LazyCtypes:
+    """Stands in for the globals ``ctypes`` and ``_libc`` until first use,
+    then replaces both with the real objects (functions here look them up
+    at call time)."""
+
+    def __init__(self, which):
+        self._which = which
+
+    def __getattr__(self, name):
+        g = globals()
+        if isinstance(g["_libc"], _LazyCtypes):
+            import ctypes as real
+            g["ctypes"] = real
+            g["_libc"] = real.CDLL(None, use_errno=True)
+        return getattr(g[self._which], name)
+
+
+ctypes = _LazyCtypes("ctypes")
+_libc = _LazyCtypes("_libc")
 
 # clone / unshare flags
 CLONE_NEWNS = 0x00020000
@@ -138,15 +158,31 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+_structs = {}
+
+
+def _struct(name):
+    """The ctypes structures, defined at first use (ctypes is lazy)."""
+    if not _structs:
+        import ctypes as c
+
+        class OpenHow(c.Structure):
+            _fields_ = [("flags", c.c_uint64), ("mode", c.c_uint64), ("resolve", c.c_uint64)]
+
+        class CapHeader(c.Structure):
+            _fields_ = [("version", c.c_uint32), ("pid", c.c_int)]
+
+        class CapData(c.Structure):
+            _fields_ = [("effective", c.c_uint32), ("permitted", c.c_uint32),
+                        ("inheritable", c.c_uint32)]
+        _structs.update(OpenHow=OpenHow, CapHeader=CapHeader, CapData=CapData)
+    return _structs[name]
 
 
 def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(dirfd, path, {flags, mode, resolve}) → fd; OSError on failure
     (ENOSYS on kernels before 5.6)."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    how = _struct("OpenHow")(flags | os.O_CLOEXEC, mode, resolve)
     return _check(_libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), _b(path),
                                 ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))), path)
 
@@ -156,27 +192,18 @@ def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> in
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 def capget(pid: int = 0):
     """→ (effective, permitted, inheritable) as 64-bit masks."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
-    data = (_CapData * 2)()
+    hdr = _struct("CapHeader")(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_struct("CapData") * 2)()
     _check(_libc.capget(ctypes.byref(hdr), data))
     return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32)
                  for f in ("effective", "permitted", "inheritable"))
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
+    hdr = _struct("CapHeader")(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_struct("CapData") * 2)()
     for i in (0, 1):
         sh = 32 * i
         data[i].effective = (effective >> sh) & 0xFFFFFFFF
