@@ -68,10 +68,44 @@ def test_cpu_max_line():
     ({"blockIO": {"weight": 5}}, "10 to 1000"),
     ({"devices": [{"allow": True, "access": "rwx"}]}, "device access"),
     ({"hugepageLimits": [{"pageSize": "2M", "limit": 1}]}, "pageSize"),
+    ({"hugepageLimits": [{"pageSize": "MB", "limit": 1}]}, "pageSize"),
+    ({"hugepageLimits": [{"pageSize": "2mb", "limit": 1}]}, "pageSize"),
+    ({"cpu": {"cpus": ""}}, None),
+    ({"cpu": {"mems": "1,,2"}}, "cpuset.mems"),
+    ({"cpu": {"cpus": "1 -2"}}, "cpuset.cpus"),
+    ({"cpu": {"cpus": "1-2-3"}}, "cpuset.cpus"),
+    ({"cpu": {"cpus": "0,"}}, "cpuset.cpus"),
 ])
 def test_validate_rejects_bad_resources(res, msg):
+    if msg is None:  # an empty value means "unset"
+        assert convert.validate(res) == res
+        return
     with pytest.raises(InvalidArgument, match=msg):
         convert.validate(res)
+
+
+@pytest.mark.parametrize("cpus", ["0", "0-1", " 0 , 1-1 ", "0,1"])
+def test_validate_accepts_cpuset_lists_and_page_sizes(cpus):
+    res = {"cpu": {"cpus": cpus, "mems": "0"},
+           "hugepageLimits": [{"pageSize": "2MB", "limit": 0}, {"pageSize": "1GB", "limit": 0}]}
+    assert convert.validate(res) == res
+    assert convert.check_cpuset("cpuset.cpus", cpus) == cpus.replace(" ", "")
+
+
+def test_create_path_imports_no_re_enum_or_ctypes():
+    """skiff-runtime's create parent: cgroups, spec, process and the cli
+    load without re, enum, dataclasses, json or ctypes (start-up time)."""
+    import os
+    import subprocess
+    import sys
+    import skiff
+    top = os.path.dirname(os.path.dirname(os.path.abspath(skiff.__file__)))
+    code = (f"import sys; sys.path.insert(0, {top!r}); from skiff.runtime import cli, commands, process, spec, cgroups, state; "
+            "bad = [m for m in ('re', 'enum', 'dataclasses', 'json', 'ctypes') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
 
 
 def test_layout_detection():
