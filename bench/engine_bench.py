@@ -287,6 +287,12 @@ def main():
         if dockerd is not None:
             dockerd.stop()
         d.destroy()
+        # podman re-creates its overlay self-bind-mount lazily: a last sweep of
+        # every mount left under the bench's root before removing it
+        with open("/proc/self/mountinfo") as f:
+            left = [l.split()[4] for l in f if l.split()[4].startswith(root)]
+        for p in sorted(left, key=len, reverse=True):
+            subprocess.run(["umount", "-l", p], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nengine bench (n={n} interleaved rounds, {args.containers} idle containers, "
