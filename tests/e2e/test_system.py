@@ -79,6 +79,11 @@ def test_system_df_and_events_filters(skiffd):
     assert [c["Names"] for c in df["Containers"]] == [["/dfc"]]
     r = skiffd.docker("system", "df", check=True)
     assert "Containers" in r.stdout
+    # the image the container was created from counts as in use, as Docker's
+    busybox = [i for i in df["Images"] if "busybox:latest" in (i.get("RepoTags") or [])]
+    assert busybox and busybox[0]["Containers"] == 1
+    images_row = [l.split() for l in r.stdout.splitlines() if l.startswith("Images")][0]
+    assert images_row[2] == "1", r.stdout
 
 
 def test_tcp_without_tls_is_refused_and_config_file_is_read(tmp_path):

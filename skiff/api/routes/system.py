@@ -138,9 +138,14 @@ def register(app, engine):
 
     async def df(request):
         images, layers = [], 0
+        containers = engine.list(all_=True, size=True)
+        in_use: dict[str, int] = {}
+        for c in containers:
+            if c.get("ImageID"):
+                in_use[c["ImageID"]] = in_use.get(c["ImageID"], 0) + 1
         if engine.images is not None and hasattr(engine.images, "df"):
             try:
-                d = await asyncio.to_thread(engine.images.df)
+                d = await asyncio.to_thread(engine.images.df, in_use)
                 images = d.get("Images", []) if isinstance(d, dict) else d
                 layers = d.get("LayersSize", 0) if isinstance(d, dict) else 0
             except Exception:
@@ -152,7 +157,7 @@ def register(app, engine):
             except Exception:
                 vols = []
         return json_response({"LayersSize": layers, "Images": images,
-                              "Containers": engine.list(all_=True, size=True),
+                              "Containers": containers,
                               "Volumes": vols, "BuildCache": []})
 
     for m in ("GET", "HEAD"):
