@@ -6,6 +6,7 @@ import sys
 import time
 
 from skiff.cli import template as T
+from skiff.humanize import human_duration
 
 
 # -- go-units ---------------------------------------------------------------
@@ -36,34 +37,6 @@ def bytes_size(size):
         size /= 1024.0
         i += 1
     return _gfmt(size, 4) + _BIN[i]
-
-
-def human_duration(seconds):
-    """units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = int(seconds // 60)
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = int((seconds + 1800) // 3600)  # d.Round(time.Hour)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{int(seconds // 3600) // 24 // 365} years"
 
 
 def since(ts, now=None):
