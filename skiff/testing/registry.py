@@ -100,7 +100,35 @@ def _b64url(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
-class TokenService:
+class _LocalHTTPService:
+    """An in-process HTTP server on 127.0.0.1:<free port>, served by a daemon
+    thread; a context manager. Subclasses build their handler class and call
+    ``_serve(Handler, name)`` from ``start()``."""
+
+    _server = None
+    port = 0
+
+    def _serve(self, handler, name: str):
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True, name=name).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+class TokenService(_LocalHTTPService):
     """Docker Hub's token flow on 127.0.0.1: ``GET /token?service=&scope=``.
 
     Anonymous callers get ``pull`` on every repository; callers with valid
@@ -129,7 +157,6 @@ class TokenService:
         self.requests: list[dict] = []
         self.refresh_tokens: dict[str, str] = {}     # identity token -> user
         self._server: ThreadingHTTPServer | None = None
-        self._thread = None
         self.port = 0
 
     @property
@@ -235,25 +262,8 @@ class TokenService:
                     out["refresh_token"] = rt
                 self._reply(200, out)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="token-service")
-        self._thread.start()
-        return self
+        return self._serve(Handler, "token-service")
 
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
 
 
 # -- the registry --------------------------------------------------------------
@@ -374,7 +384,7 @@ class Registry:
         self.stop()
 
 
-class FileServer:
+class FileServer(_LocalHTTPService):
     """Serves ``root`` over plain HTTP on 127.0.0.1 (foreign-layer URLs).
     ``hits`` counts GETs per path."""
 
@@ -407,27 +417,11 @@ class FileServer:
                 fs.hits[self.path] = fs.hits.get(self.path, 0) + 1
                 return super().do_GET()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="file-server").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
+        return self._serve(Handler, "file-server")
 
 
-class Proxy:
+
+class Proxy(_LocalHTTPService):
     """A small forward proxy on 127.0.0.1: ``CONNECT host:port`` tunnels
     (HTTPS) and absolute-form requests (plain HTTP, forwarded as-is).
     ``seen`` lists what went through ("CONNECT host:port" / "GET http://…");
@@ -529,23 +523,8 @@ class Proxy:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="proxy").start()
-        return self
+        return self._serve(Handler, "proxy")
 
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.stop()
 
 
 # -- building images offline --------------------------------------------------
