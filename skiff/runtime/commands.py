@@ -89,8 +89,7 @@ def _create(root, opts, pos, log, console_sock=None):
         finally:
             os.umask(old)
         from skiff.runtime import cgroups
-        mgr = cgroups.for_spec(cid, cgroup_linux(cfg))
-        mgr.create()
+        mgr = cgroups.for_spec(cid, cgroup_linux(cfg))  # made by spawn_init
         if cfg.process.terminal and console_sock is None:
             console_sock = _connect_console(opts["console_socket"])
         base_state = {"ociVersion": cfg.oci_version, "id": cid, "status": "creating",
@@ -112,13 +111,13 @@ def _create(root, opts, pos, log, console_sock=None):
             init_opts["console_fd"] = console_sock.fileno()
             init_opts["console_sock_obj"] = console_sock
         # compiled (and cached) here, where pyseccomp can be imported
-        process.prepare_seccomp(cfg.seccomp, init_opts["seccomp_cache"])
+        prog = process.prepare_seccomp(cfg.seccomp, init_opts["seccomp_cache"])
         # an O_PATH handle on the fifo, opened here as host root: the init (maybe
         # an unprivileged user namespace's root) reopens it through /proc/self/fd
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         init_opts["fifo_fd"] = fifo_fd
         try:
-            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks)
+            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog)
         finally:
             os.close(fifo_fd)
         data = {"ociVersion": cfg.oci_version, "id": cid, "pid": pid,
@@ -515,9 +514,9 @@ def cmd_exec(root, opts, pos, log):
     if sock is not None:
         xopts["console_fd"] = sock.fileno()
     try:
-        process.prepare_seccomp(c.data.get("seccomp"), xopts["seccomp_cache"])
+        prog = process.prepare_seccomp(c.data.get("seccomp"), xopts["seccomp_cache"])
         xopts["raw_process"] = raw_proc
-        pid = process.spawn_exec(c.pid, proc, xopts, c.cgroup())
+        pid = process.spawn_exec(c.pid, proc, xopts, c.cgroup(), prog)
     finally:
         if sock is not None and proxy is None:
             sock.close()

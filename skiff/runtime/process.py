@@ -17,9 +17,10 @@ them. The two sides talk over pipes, one JSON message a line.
 Safety (CVE-2019-5736 / CVE-2024-21626 classes): every process that enters
 the container is non-dumpable (PR_SET_DUMPABLE 0) until execve, so no
 process in the container can open its /proc/<pid>/exe, /proc/<pid>/fd,
-map_files (the interpreter and its libraries) or cwd; the stage that enters
-the container was started from a sealed memfd copy of the interpreter (see
-``sealed_interpreter``) when available; every fd above stdio (and the
+map_files (the interpreter and its libraries) or cwd; what /proc/<pid>/exe
+leads to cannot be written: the runtime's interpreter is on a read-only
+mount (exeguard.py), or else the stage that enters the container is
+re-exec'd from a sealed memfd copy of it (``sealed_interpreter``); every fd above stdio (and the
 preserved ones) is closed right before execve; the cwd is checked to be
 inside the container after chdir.
 """
@@ -58,6 +59,17 @@ class Channel:
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return fastjson.loads(line)
+
+    def tell(self, **msg):
+        """send(), where the other side may have failed and exited already:
+        then raise the error it reported."""
+        try:
+            self.send(**msg)
+        except BrokenPipeError:
+            err = self.recv()
+            if err is not None and err.get("type") == "error":
+                raise init_error(err) from None
+            raise RuntimeFailure("container init exited unexpectedly") from None
 
     def expect(self, typ):
         msg = self.recv()
@@ -138,9 +150,10 @@ def write_id_maps(pid, uid_maps, gid_maps):
 
 
 def _stage1(ch, cfg, join_paths, prog):
-    """In the first child: enter or create namespaces, fork the init."""
+    """In the first child: enter or create namespaces (a new cgroup namespace
+    is left to the init: it must be made once the init is in its cgroup),
+    fork the init."""
     k.prctl(k.PR_SET_DUMPABLE, 0)
-    ch.expect("go")  # the parent has put us into the container's cgroup
     fds = []
     for t in _NS_ORDER:
         p = join_paths.get(t)
@@ -166,7 +179,7 @@ def _stage1(ch, cfg, join_paths, prog):
         os.setresuid(0, 0, 0)
     flags = 0
     for t in new:
-        if t != "user":
+        if t not in ("user", "cgroup"):
             flags |= k.NAMESPACE_FLAGS[t]
     if flags:
         k.unshare(flags)
@@ -202,14 +215,24 @@ def _stage2(ch, cfg, prog):
     root = cfg.root_path
     if not cfg.has_ns("mount"):
         raise RuntimeFailure("a mount namespace is required")
+    # the parent moves us into the container's cgroup meanwhile (the first
+    # move into a cgroup waits for an RCU grace period: milliseconds, so the
+    # mounts that do not depend on it go first)
+    in_cgroup = False
+    new_cgroupns = ("cgroup", None) in cfg.namespaces
     rootfs.prepare_root(root, cfg.rootfs_propagation)
     cgroupns = cfg.has_ns("cgroup")
     for m in cfg.mounts:
+        if not in_cgroup and m.type in ("cgroup", "cgroup2"):
+            _join_cgroup(ch, new_cgroupns)
+            in_cgroup = True
         try:
             rootfs.mount_one(root, m, cgroupns)
         except OSError as e:
             raise RuntimeFailure(f"error mounting {m.source!r} to rootfs at "
                                  f"{m.destination!r}: {_describe(e)}") from None
+    if not in_cgroup:
+        _join_cgroup(ch, new_cgroupns)
     rootfs.setup_dev(root, cfg, in_userns)
     if cfg.hostname:
         k.sethostname(cfg.hostname)
@@ -243,6 +266,14 @@ def _stage2(ch, cfg, prog):
         hooks.run_in_container(cfg.hooks["startContainer"], st)
     _exec(exe, cfg.process.args, env, prog, cfg.process.no_new_privileges,
           opts.get("preserve_fds", 0))
+
+
+def _join_cgroup(ch, new_cgroupns):
+    """Wait until the parent has put us into the container's cgroup, then
+    make the new cgroup namespace (rooted there)."""
+    ch.expect("cgroup")
+    if new_cgroupns:
+        k.unshare(k.CLONE_NEWCGROUP)
 
 
 def prepare_seccomp(section, cache_dir):
@@ -430,6 +461,12 @@ def _exec(exe, args, env, prog, nnp, preserve_fds):
 
 # --------------------------------------------------------------------------- create
 
+# True when the runtime runs from a read-only interpreter (exeguard.py): the
+# in-container stages are plain forks. False: each is re-exec'd from a sealed
+# memfd copy first. The command line sets it (exeguard.protected()).
+DIRECT = False
+
+
 def sealed_interpreter():
     """A sealed memfd copy of the interpreter (runc's exeseal, CVE-2019-5736):
     the stage that lives inside the container is exec'd from it, so its
@@ -532,6 +569,20 @@ def cloexec_from(first):
                 pass
 
 
+def close_fds_except(first, keep):
+    """Close every fd >= first not in keep: in a forked stage, what the
+    caller left open must not be held by a process inside the container
+    (the sealed re-exec gets this from close-on-exec)."""
+    keep = {fd for fd in keep if fd is not None}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     """Start the init of a new container; returns its host pid once it waits
     on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
@@ -544,34 +595,42 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
+        if DIRECT:
+            close_fds_except(3 + opts.get("preserve_fds", 0),
+                             (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
+            _child(child, _stage1, cfg, join, prog)
         _enter_sealed(child, "init")
     child.close()
     console_fd = opts.pop("console_sock_obj", None)
     init_pid = None
     try:
-        # the child re-execs itself meanwhile: its interpreter starts while
-        # we write the cgroup files
-        parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
-                    seccomp_cache=opts.get("seccomp_cache"))
+        if not DIRECT:
+            # the child re-execs itself meanwhile: its interpreter starts
+            # while we write the cgroup files
+            parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
+                        seccomp_cache=opts.get("seccomp_cache"))
         if cgroup_mgr is not None:
-            cgroup_mgr.add(pid1)
-        parent.send(type="go")
+            cgroup_mgr.create()  # while the child makes the namespaces
         msg = parent.recv()
         if msg and msg.get("type") == "userns":
             write_id_maps(pid1, cfg.uid_mappings, cfg.gid_mappings)
-            parent.send(type="mapped")
+            parent.tell(type="mapped")
             msg = parent.recv()
         if msg is None:
             raise RuntimeFailure("container init exited unexpectedly")
         if msg.get("type") == "error":
             raise init_error(msg)
         init_pid = msg["pid"]
+        parent.tell(type="config", **opts)
+        # the init mounts its filesystems meanwhile
+        if cgroup_mgr is not None:
+            cgroup_mgr.add(init_pid)
+        parent.tell(type="cgroup")
         os.waitpid(pid1, 0)
         pid1 = None
-        parent.send(type="config", **opts)
         parent.expect("hooks")
         on_hooks(init_pid)
-        parent.send(type="hooks-done", pid=init_pid)
+        parent.tell(type="hooks-done", pid=init_pid)
         parent.expect("ready")
         return init_pid
     except BaseException:
@@ -608,7 +667,6 @@ def _ns_differs(pid, t):
 def _exec_stage1(ch, init_pid, proc, prog, join_mount):
     k.prctl(k.PR_SET_DUMPABLE, 0)
     _preimport(proc)
-    ch.expect("go")
     fds = []
     for t in _NS_ORDER:
         # the mount namespace is joined by the sealed stage itself: the dynamic
@@ -635,6 +693,7 @@ def _exec_stage2(ch, proc, prog):
     if proc.terminal:
         os.setsid()
     exe, env = _finalize_process(proc, opts, console_fd=opts.get("console_fd"), prog=prog)
+    ch.expect("cgroup")  # the parent has moved us into the container's cgroup
     # tell the parent we are about to exec; our write end is close-on-exec
     ch.send(type="exec")
     _exec(exe, proc.args, env, prog, proc.no_new_privileges, opts.get("preserve_fds", 0))
@@ -645,28 +704,36 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     cloexec_from(3 + opts.get("preserve_fds", 0))
     if opts.get("console_fd") is not None:
         os.set_inheritable(opts["console_fd"], True)
+    join_mount = _ns_differs(init_pid, "mount")
+    raw_process = opts.pop("raw_process")
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
+        if DIRECT:
+            close_fds_except(3 + opts.get("preserve_fds", 0),
+                             (child.rfd, child.wfd, opts.get("console_fd")))
+            _child(child, _exec_stage1, init_pid, proc, prog, join_mount)
         _enter_sealed(child, "exec")
     child.close()
     pid2 = None
     try:
-        parent.send(type="sealed", process=opts.pop("raw_process"),
-                    seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
-                    init_pid=init_pid, join_mount=_ns_differs(init_pid, "mount"))
-        if cgroup_mgr is not None:
-            try:
-                cgroup_mgr.add(pid1)
-            except OSError:
-                pass
-        parent.send(type="go")
+        if not DIRECT:
+            parent.send(type="sealed", process=raw_process,
+                        seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
+                        init_pid=init_pid, join_mount=join_mount)
         msg = parent.expect("pid")
         pid2 = msg["pid"]
+        parent.tell(type="config", **opts)
+        # the process sets itself up meanwhile (user, capabilities, ...)
+        if cgroup_mgr is not None:
+            try:
+                cgroup_mgr.add(pid2)
+            except OSError:
+                pass
+        parent.tell(type="cgroup")
         os.waitpid(pid1, 0)
         pid1 = None
-        parent.send(type="config", **opts)
         parent.expect("exec")
         # EOF (the write end closed on execve) = success; a message = failure
         msg = parent.recv()
