@@ -41,7 +41,7 @@ API for the runtime's init::
 section; ``load`` raises OSError with the errno of seccomp(2).
 """
 
-import ctypes
+from skiff.sys import _ffi as ctypes
 import errno as _errno
 import os
 

@@ -9,7 +9,7 @@ u32 minor; }`` where ``access_type = access << 16 | type`` (type 1 = block,
 exception, then the default.
 """
 
-import ctypes
+from skiff.sys import _ffi as ctypes
 import os
 import struct
 
