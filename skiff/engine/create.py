@@ -706,11 +706,21 @@ def _ns_mode(mode: str, kind: str, container_namespaces: dict | None):
     raise _inv(f"invalid {kind.upper()} mode: {mode}")
 
 
-def _copy_up_engine_volume(m: dict, rootfs: str | None):
-    """Docker's copy-up for a volume the engine resolved itself: a bind
-    whose source is ``<root>/volumes/<name>/_data`` of the local driver."""
+def start_error(e: errors.SkiffError) -> errors.SkiffError:
+    """Mark an error of the engine's own start work (volume mounts, IPC
+    checks) so the engine reports it with Docker's words, not as an OCI
+    runtime failure."""
+    e.engine_start = True
+    return e
+
+
+def _copy_up_engine_volume(m: dict, rootfs: str | None, container_id: str | None = None):
+    """A volume the engine resolved itself (a bind whose source is
+    ``<root>/volumes/<name>/_data`` of the local driver) at container start:
+    mounted first when it has driver options (type/device/o), then Docker's
+    copy-up."""
     src = m.get("source") or ""
-    if m.get("type") != "bind" or not rootfs or not src.endswith("/_data"):
+    if m.get("type") != "bind" or not src.endswith("/_data"):
         return
     vdir = os.path.dirname(src)
     root = os.path.dirname(vdir)
@@ -719,10 +729,87 @@ def _copy_up_engine_volume(m: dict, rootfs: str | None):
         return
     from skiff.engine.volumes import VolumeStore
 
+    vs = VolumeStore(root)
+    if container_id:
+        try:
+            vs.mount_for(os.path.basename(vdir), container_id)
+        except errors.SkiffError as e:
+            raise start_error(e)
+    if not rootfs:
+        return
     try:
-        VolumeStore(root).copy_up(os.path.basename(vdir), rootfs, m["destination"])
+        vs.copy_up(os.path.basename(vdir), rootfs, m["destination"])
     except OSError:
         pass
+
+
+# ------------------------------------------------------------------- IPC
+def shm_host_path(container_dir: str) -> str:
+    """Where a ``shareable`` container's /dev/shm lives on the host (as
+    Docker's ``<container>/mounts/shm``), so other containers can bind it."""
+    return os.path.join(container_dir, "mounts", "shm")
+
+
+def _is_mountpoint(path: str) -> bool:
+    from skiff.engine.volumes import _is_mountpoint as f
+    return f(path)
+
+
+def ipc_join(ref: str, donor_pid: int, donor_ipc_mode: str, donor_dir: str) -> dict:
+    """``--ipc container:<ref>``: Docker's checks on the donor and what the
+    spec needs: {"ipc": its namespace, "ipc_shm": its /dev/shm on the host}.
+    The donor must be running and shareable (``shareable`` or ``host``)."""
+    if not donor_pid:
+        raise start_error(errors.Conflict(
+            f"failed to join IPC namespace: container {ref} is not running"))
+    mode = donor_ipc_mode or "private"
+    shm = None
+    if mode == "host":
+        shm = "/dev/shm"
+    elif mode == "shareable":
+        shm = shm_host_path(donor_dir)
+        if not _is_mountpoint(shm):
+            shm = None
+    if shm is None or not os.path.isdir(shm):
+        raise start_error(errors.InvalidArgument(
+            f"failed to join IPC namespace: container {ref}: non-shareable IPC (hint: use "
+            "IpcMode:shareable for the donor container)"))
+    return {"ipc": f"/proc/{donor_pid}/ns/ipc", "ipc_shm": shm}
+
+
+def _mount_shareable_shm(path: str, size: int):
+    """Docker's shareable /dev/shm: a tmpfs on the host, bound into the
+    container and joined by ``--ipc container:`` users."""
+    from skiff import sys as ksys
+
+    os.makedirs(path, 0o700, exist_ok=True)
+    if _is_mountpoint(path):
+        return
+    try:
+        ksys.mount("shm", path, "tmpfs", ksys.MS_NOSUID | ksys.MS_NODEV | ksys.MS_NOEXEC,
+                   f"mode=1777,size={size}")
+    except OSError as e:
+        raise start_error(errors.Internal(f"mounting shm tmpfs: {e}"))
+
+
+def release_start_mounts(container_id: str, container_dir: str, volume_store=None):
+    """Undo what a start mounted on the host: the shareable /dev/shm and
+    the driver-option volumes no other running container holds."""
+    from skiff import sys as ksys
+
+    shm = shm_host_path(container_dir)
+    while _is_mountpoint(shm):
+        try:
+            ksys.umount(shm, ksys.MNT_DETACH)
+        except OSError:
+            break
+    for d in (shm, os.path.dirname(shm)):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+    if volume_store is not None:
+        volume_store.unmount_for(container_id)
 
 
 # ------------------------------------------------------------- build_spec
@@ -751,7 +838,7 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
                mount_points: list | None = None, cgroup2: bool | None = None,
                arch: str | None = None, config: dict | None = None,
                process: dict | None = None, extra_mounts=None,
-               cgroups_path: str | None = None) -> dict:
+               cgroups_path: str | None = None, shm_path: str | None = None) -> dict:
     """The OCI runtime spec (config.json as a dict) for a Docker create
     request. ``mounts_extra`` are OCI mounts the engine adds (/etc/hosts,
     /etc/resolv.conf, /etc/hostname), dropped where the user mounts the same
@@ -767,8 +854,12 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     every mount (``extra_mounts``: hosts files, binds, volumes, tmpfs, init),
     those are kept as given and this adds Docker's security defaults,
     resources, namespaces and validation around them; ``cgroups_path``
-    then overrides the derived one. Fresh volumes among ``extra_mounts`` get
-    Docker's copy-up from the image."""
+    then overrides the derived one. Volumes among ``extra_mounts`` are
+    mounted when they have driver options, and fresh ones get Docker's
+    copy-up from the image. ``shm_path``: the host directory where an
+    ``IpcMode: shareable`` container's /dev/shm tmpfs is mounted (engine
+    form; ``container_namespaces["ipc_shm"]`` is a donor's, for
+    ``container:<id>``)."""
     engine_form = process is not None
     if config is not None and container_config is None:
         container_config = config
@@ -931,7 +1022,8 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     if any(r.type == "volume" for r in reqs) and volume_store is None:
         raise errors.Internal("volumes requested but no volume store configured")
 
-    ipc_none = (hc.get("IpcMode") or "") == "none"
+    ipc_mode = hc.get("IpcMode") or ""
+    ipc_none = ipc_mode == "none"
     default_mounts = []
     for m in oci.DEFAULT_MOUNTS:
         m = {k: (list(v) if isinstance(v, list) else v) for k, v in m.items()}
@@ -958,6 +1050,20 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     user_dests = {r.target for r in reqs}
     if engine_form:
         user_dests = {m["destination"] for m in mounts_extra or ()}
+    # /dev/shm shared through the host, as Docker's IpcMounts (a user mount
+    # of /dev/shm wins)
+    shm_src = None
+    if ipc_mode.startswith("container:"):
+        shm_src = (container_namespaces or {}).get("ipc_shm")
+    elif ipc_mode == "shareable" and engine_form and shm_path and \
+            "/dev/shm" not in user_dests:
+        shm_src = shm_path
+        default_mounts = [m for m in default_mounts if m["destination"] != "/dev/shm"]
+    if shm_src and "/dev/shm" not in user_dests:
+        if shm_src == shm_path:
+            _mount_shareable_shm(shm_path, shm_size)
+        default_mounts.append({"destination": "/dev/shm", "type": "bind", "source": shm_src,
+                               "options": ["rbind", "rprivate"]})
 
     def overridden(dest):
         if dest in user_dests:
@@ -979,7 +1085,7 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
             if m.get("type") == "tmpfs" and dest in tmpfs_opts:
                 m["options"] = list(tmpfs_opts[dest])
             mounts.append(m)
-            _copy_up_engine_volume(m, rootfs)
+            _copy_up_engine_volume(m, rootfs, container_id)
     else:
         for m in mounts_extra or ():
             if not overridden(m["destination"]):

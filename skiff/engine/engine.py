@@ -456,6 +456,8 @@ class Engine:
         return parse_bytes(v)
 
     def _start_error(self, c, e):
+        if getattr(e, "engine_start", False):
+            return e   # the engine's own start work (volume mounts, IPC): Docker's words
         msg = e.message
         if not msg.startswith("OCI runtime"):
             msg = f"failed to create task for container: OCI runtime create failed: {msg}: unknown"
@@ -545,7 +547,13 @@ class Engine:
         for key, kind, proc_name in (("IpcMode", "ipc", "ipc"), ("PidMode", "pid", "pid"),
                                      ("UTSMode", "uts", "uts"), ("NetworkMode", "network", "net")):
             mode = hc.get(key) or ""
-            if mode.startswith("container:"):
+            if mode.startswith("container:") and kind == "ipc":
+                from skiff.engine.create import ipc_join   # the donor's checks and /dev/shm
+                other = self.get(mode.split(":", 1)[1])
+                cns.update(ipc_join(mode.split(":", 1)[1], other.running and other.state["Pid"],
+                                    other.host_config.get("IpcMode") or "",
+                                    self.container_dir(other.id)))
+            elif mode.startswith("container:"):
                 other = self.get(mode.split(":", 1)[1])
                 if not other.running:
                     raise errors.Conflict(f"cannot join {kind} namespace of a non running "
@@ -556,7 +564,8 @@ class Engine:
                 container_namespaces=cns or None,
                 config=cfg, host_config=hc, container_id=c.id, process=process,
                 netns_path=netns, extra_mounts=mounts, hostname=cfg.get("Hostname") or c.id[:12],
-                cgroups_path=cgroups_path, rootfs=rootfs)
+                cgroups_path=cgroups_path, rootfs=rootfs,
+                shm_path=os.path.join(self.container_dir(c.id), "mounts", "shm"))
         else:
             spec = spec_min.build(rec, process=process, netns=netns, mounts=mounts,
                                   hostname=cfg.get("Hostname") or c.id[:12],
@@ -653,6 +662,11 @@ class Engine:
             for n in (ns.get("Networks") or {}).values():
                 n.update({"IPAddress": "", "Gateway": "", "IPPrefixLen": 0, "MacAddress": "",
                           "EndpointID": ""})
+        try:
+            from skiff.engine.create import release_start_mounts   # shareable shm, volume mounts
+            await asyncio.to_thread(release_start_mounts, cid, self.container_dir(cid), self.volumes)
+        except Exception as e:
+            log.warning("start mounts of %s: %s", cid[:12], e)
         try:
             await asyncio.to_thread(self.rootfs.unmount, cid, os.path.join(self.container_dir(cid), "rootfs"))
         except Exception as e:

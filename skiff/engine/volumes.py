@@ -5,6 +5,13 @@ content; ``<data-root>/volumes/<name>/skiff.json`` the metadata (created
 time, labels, options, anonymous flag) and ``users`` the IDs of containers
 that mount it, so ``rm`` is refused while any does, across daemon restarts.
 Every metadata write is atomic (temp file + rename).
+
+Driver options (``--opt type=tmpfs --opt device=tmpfs --opt o=size=10m``,
+``type=none,o=bind,device=/dir``) work as Docker's local driver: checked at
+create, mounted on ``_data`` when the first container using the volume
+starts (``mount_for``) and unmounted when the last one stops
+(``unmount_for``). The IDs of the running containers holding the mount are
+kept in ``active``, so a restarted daemon still unmounts at the last stop.
 """
 
 from __future__ import annotations
@@ -23,6 +30,29 @@ from skiff import errors
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _META = "skiff.json"
 _USERS = "users"
+_ACTIVE = "active"
+_VALID_OPTS = ("type", "o", "device", "size")
+_MANDATORY_OPTS = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
+# mount(8)-style words of the "o" option that are flags, as moby/sys/mount's
+# table (value: (clear, flag)); everything else goes to the data string
+_FLAGS = {
+    "defaults": (False, 0), "ro": (False, 1), "rw": (True, 1),
+    "suid": (True, 2), "nosuid": (False, 2), "dev": (True, 4), "nodev": (False, 4),
+    "exec": (True, 8), "noexec": (False, 8), "sync": (False, 16), "async": (True, 16),
+    "dirsync": (False, 128), "remount": (False, 32), "mand": (False, 64),
+    "nomand": (True, 64), "atime": (True, 1024), "noatime": (False, 1024),
+    "diratime": (True, 2048), "nodiratime": (False, 2048), "bind": (False, 4096),
+    "rbind": (False, 4096 | 16384), "relatime": (False, 1 << 21),
+    "norelatime": (True, 1 << 21), "strictatime": (False, 1 << 24),
+    "nostrictatime": (True, 1 << 24),
+}
+_PROPAGATION = {
+    "private": 1 << 18, "rprivate": (1 << 18) | 16384, "shared": 1 << 20,
+    "rshared": (1 << 20) | 16384, "slave": 1 << 19, "rslave": (1 << 19) | 16384,
+    "unbindable": 1 << 17, "runbindable": (1 << 17) | 16384,
+}
+# one lock for mount reference counts, whatever VolumeStore object asks
+_MOUNT_LOCK = threading.RLock()
 _ANON_LABEL = "com.docker.volume.anonymous"
 
 
@@ -151,9 +181,6 @@ class VolumeStore:
         """Create (or, as Docker does, return the existing) volume."""
         if driver not in (None, "", "local"):
             raise errors.NotFound(f"plugin \"{driver}\" not found")
-        for k in options or {}:
-            if k not in ("type", "device", "o", "size"):
-                raise errors.InvalidArgument(f"invalid option: \"{k}\"")
         return self.ensure(name, labels=labels, options=options,
                            anonymous=anonymous or not name)[0]
 
@@ -174,11 +201,9 @@ class VolumeStore:
             if self._exists(name):
                 return self._json(name), False
             if options:
-                # Docker's local driver would mount type/device/o at each
-                # use; skiff keeps volumes as plain directories and says so
-                raise errors.NotImplementedYet(
-                    "local volume driver options (type, device, o, size) are not "
-                    "supported by skiff: volumes are plain directories")
+                err = validate_options(options)
+                if err:
+                    raise errors.InvalidArgument(f"create {name}: {err}")
             labels = dict(labels or {})
             if anonymous:
                 labels.setdefault(_ANON_LABEL, "")
@@ -233,6 +258,22 @@ class VolumeStore:
                 raise errors.Conflict(f"remove {name}: volume is in use - "
                                       f"[{', '.join(users)}]")
             d = self._dir(name)
+            # a driver-options mount left behind (daemon killed) goes first:
+            # removing the tree under a bind would empty the host directory
+            data = os.path.join(d, "_data")
+            with _MOUNT_LOCK:
+                if _is_mountpoint(data):
+                    try:
+                        _sys().umount(data, _sys().MNT_DETACH)
+                    except OSError:
+                        pass
+                    if _is_mountpoint(data):
+                        raise errors.Conflict(f"remove {name}: volume is still mounted "
+                                              f"at {data}")
+                try:
+                    os.unlink(os.path.join(d, _ACTIVE))
+                except OSError:
+                    pass
             # rename first so a half-removed volume never looks alive
             trash = os.path.join(self.root, f".removing-{name}-{secrets.token_hex(4)}")
             os.rename(d, trash)
@@ -306,6 +347,78 @@ class VolumeStore:
                         pass
         return removed
 
+    # ----------------------------------------- driver-option mounts
+    def options(self, name: str) -> dict:
+        return dict((self._meta(name) or {}).get("Options") or {})
+
+    def needs_mount(self, name: str) -> bool:
+        o = self.options(name)
+        return bool(o.get("type") or o.get("device"))
+
+    def _active(self, name: str) -> list[str]:
+        try:
+            with open(os.path.join(self.root, name, _ACTIVE)) as f:
+                return [x for x in json.load(f) if x]
+        except (OSError, ValueError):
+            return []
+
+    def _set_active(self, name: str, ids: list[str]):
+        path = os.path.join(self.root, name, _ACTIVE)
+        if ids:
+            _atomic_write(path, json.dumps(ids).encode())
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def mount_for(self, name: str, container_id: str) -> str:
+        """Mount volume ``name`` (when it has driver options and is not
+        mounted yet) for a starting container; returns its ``_data`` path.
+        Docker's errors: ``error while mounting volume '<path>': failed to
+        mount local volume: mount <dev>:<path>, flags: 0x..: <errno text>``."""
+        data = os.path.join(self.root, name, "_data")
+        if not self.needs_mount(name):
+            return data
+        with _MOUNT_LOCK:
+            active = self._active(name)
+            if not _is_mountpoint(data):
+                try:
+                    _mount_local(self.options(name), data)
+                except _MountError as e:
+                    raise errors.Internal(f"error while mounting volume '{data}': {e}")
+                active = []
+            if container_id not in active:
+                active.append(container_id)
+            self._set_active(name, active)
+        return data
+
+    def unmount_for(self, container_id: str) -> list[str]:
+        """The container stopped: drop it from every volume it held mounted
+        and unmount those no running container holds any more. Returns the
+        names unmounted."""
+        out = []
+        with _MOUNT_LOCK:
+            for n in self.names():
+                active = self._active(n)
+                if container_id not in active:
+                    continue
+                active = [x for x in active if x != container_id]
+                self._set_active(n, active)
+                if active:
+                    continue
+                data = os.path.join(self.root, n, "_data")
+                while _is_mountpoint(data):
+                    try:
+                        _sys().umount(data)
+                    except OSError:
+                        try:
+                            _sys().umount(data, _sys().MNT_DETACH)
+                        except OSError:
+                            break
+                out.append(n)
+        return out
+
     def copy_up(self, name: str, rootfs: str, dest: str) -> bool:
         """Docker's copy-up: the first time a fresh volume is mounted, the
         image's content at ``dest`` is copied into it (only if the volume is
@@ -340,6 +453,119 @@ class VolumeStore:
             finally:
                 _atomic_write(os.path.join(self.root, name, _META),
                               json.dumps(meta).encode())
+
+
+def _ram_in_bytes(v: str) -> int:
+    """go-units RAMInBytes: 10m, 1g, 512k, 1.5GiB, plain bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)[iI]?[bB]?", str(v).strip())
+    if not m:
+        raise ValueError(f"invalid size: '{v}'")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+            "p": 1 << 50}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def validate_options(opts: dict) -> str | None:
+    """Docker's local-driver option checks; the message, or None if fine."""
+    for k in opts:
+        if k not in _VALID_OPTS:
+            return f'invalid option: "{k}"'
+    if "size" in opts:
+        try:
+            size = _ram_in_bytes(opts["size"])
+        except ValueError as e:
+            return str(e)
+        if size > 0:
+            # Docker sets the size as an XFS project quota; skiff has none
+            return "quota size requested but no quota support"
+    for k, needs in _MANDATORY_OPTS.items():
+        if k in opts:
+            for r in needs:
+                if r not in opts:
+                    return f'missing required option: "{r}"'
+    return None
+
+
+def _sys():
+    import skiff.sys as s
+    return s
+
+
+class _MountError(Exception):
+    pass
+
+
+def _parse_mount_options(o: str) -> tuple[int, int, str]:
+    """(flags, propagation flags, data) from a mount(8) option string."""
+    flags = prop = 0
+    data = []
+    for w in (o or "").split(","):
+        if not w:
+            continue
+        if w in _FLAGS:
+            clear, f = _FLAGS[w]
+            flags = flags & ~f if clear else flags | f
+        elif w in _PROPAGATION:
+            prop |= _PROPAGATION[w]
+        else:
+            data.append(w)
+    return flags, prop, ",".join(data)
+
+
+def _mount_local(opts: dict, target: str):
+    """mount ``device`` on ``target`` with ``type`` and ``o``, as
+    moby/sys/mount.Mount does (bind + ro remounts read-only)."""
+    device = opts.get("device") or ""
+    if not device:
+        raise _MountError("missing device in volume options")
+    fstype = opts.get("type") or ""
+    flags, prop, data = _parse_mount_options(opts.get("o") or "")
+    s = _sys()
+
+    def fail(op, src, fl, d, e):
+        out = f"{op} {src}:{target}" if src else f"{op} {target}"
+        if fl:
+            out += f", flags: {fl:#x}"
+        if d:
+            out += f", data: {d}"
+        text = os.strerror(e.errno) if e.errno else str(e)
+        raise _MountError(f"failed to mount local volume: {out}: "
+                          f"{text[:1].lower()}{text[1:]}")
+
+    try:
+        s.mount(device, target, fstype if fstype != "none" else None, flags, data or None)
+    except OSError as e:
+        fail("mount", device, flags, data, e)
+    try:
+        if prop:
+            s.mount(None, target, None, prop, None)
+        if flags & (s.MS_BIND | s.MS_RDONLY) == (s.MS_BIND | s.MS_RDONLY):
+            s.mount(None, target, None, flags | s.MS_REMOUNT, None)
+    except OSError as e:
+        try:
+            s.umount(target, s.MNT_DETACH)
+        except OSError:
+            pass
+        fail("remount", "", flags | s.MS_REMOUNT, "", e)
+
+
+def _unescape_mountinfo(p: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), p)
+
+
+def _is_mountpoint(path: str) -> bool:
+    """Whether ``path`` is a mount point in this mount namespace (a bind of
+    a directory on the same filesystem counts, unlike os.path.ismount)."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split(" ", 5)
+                if len(parts) > 4 and _unescape_mountinfo(parts[4]) == real:
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def _copy_tree(sfd: int, dfd: int):
