@@ -1039,14 +1039,13 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
                 m["type"] = m["source"] = "cgroup2"
             if privileged:
                 m["options"] = [o for o in m["options"] if o != "ro"]
-        if m["destination"] == "/dev/mqueue" and ipc == "host":
-            continue
         default_mounts.append(m)
     if ipc == "host":
+        # the host's /dev/shm; /dev/mqueue stays an mqueue mount, made in
+        # the (host's) IPC namespace, so it shows the host's queues (as
+        # Docker: the host need not have /dev/mqueue mounted)
         default_mounts.append({"destination": "/dev/shm", "type": "bind",
                                "source": "/dev/shm", "options": ["rbind", "rprivate"]})
-        default_mounts.append({"destination": "/dev/mqueue", "type": "bind",
-                               "source": "/dev/mqueue", "options": ["rbind", "rprivate"]})
     user_dests = {r.target for r in reqs}
     if engine_form:
         user_dests = {m["destination"] for m in mounts_extra or ()}

@@ -221,6 +221,10 @@ class Engine:
             hc[k] = v
         if hc.get("NetworkMode") in ("", "default", None):
             hc["NetworkMode"] = "bridge"
+        if not hc.get("IpcMode"):
+            hc["IpcMode"] = "private"      # Docker's default-ipc-mode (20.10+)
+        if not hc.get("ShmSize"):
+            hc["ShmSize"] = 67108864       # Docker's default shm size, shown by inspect
         rp = hc.get("RestartPolicy") or {}
         rp_name = rp.get("Name") or "no"
         if rp_name not in ("no", "always", "on-failure", "unless-stopped"):

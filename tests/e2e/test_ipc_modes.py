@@ -1,0 +1,154 @@
+"""IPC modes (``--ipc private|shareable|container:<x>|host|none``) and
+``--shm-size``, checked from inside the containers: the IPC namespace
+(``/proc/self/ns/ipc``) and /dev/shm contents they share."""
+
+import json
+import os
+import secrets
+import time
+
+import pytest
+
+
+def _name(prefix):
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def _logs_until(skiffd, name, marker, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        out = skiffd.docker("logs", name).stdout
+        if marker in out or time.monotonic() > deadline:
+            assert marker in out, out
+            return out
+        time.sleep(0.05)
+
+
+def _inspect(skiffd, name):
+    return json.loads(skiffd.docker("inspect", name, check=True).stdout)[0]
+
+
+def _mounted(skiffd, path):
+    """Whether ``path`` is a mount point in skiffd's mount namespace."""
+    with open(f"/proc/{skiffd.proc.pid}/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def _run_donor(skiffd, name, *opts):
+    skiffd.docker("run", "-d", "--name", name, "--network", "none", *opts, "busybox", "sh", "-c",
+                  "echo from-donor > /dev/shm/donor; echo ready; exec sleep 300", check=True)
+    _logs_until(skiffd, name, "ready")
+    return _inspect(skiffd, name)
+
+
+def test_shareable_donor_shares_namespace_and_shm(skiffd):
+    donor = _name("ipc-donor")
+    info = _run_donor(skiffd, donor, "--ipc", "shareable", "--shm-size", "32m")
+    assert info["HostConfig"]["IpcMode"] == "shareable"
+    assert info["HostConfig"]["ShmSize"] == 32 << 20
+    pid = info["State"]["Pid"]
+    donor_ns = os.readlink(f"/proc/{pid}/ns/ipc")
+    assert donor_ns != os.readlink("/proc/self/ns/ipc")
+    shm = os.path.join(skiffd.data_root, "containers", info["Id"], "mounts", "shm")
+    assert _mounted(skiffd, shm)
+    try:
+        r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", f"container:{donor}",
+                          "busybox", "sh", "-c",
+                          "cat /dev/shm/donor; readlink /proc/self/ns/ipc; "
+                          "df -k /dev/shm | tail -1; echo from-joiner > /dev/shm/joiner")
+        assert r.returncode == 0, r.stderr
+        seen, ns, df = r.stdout.splitlines()
+        assert seen == "from-donor"       # the donor's /dev/shm is the joiner's
+        assert ns == donor_ns             # and so is its IPC namespace
+        assert df.split()[1] == "32768"   # the donor's --shm-size
+        with open(f"/proc/{pid}/root/dev/shm/joiner") as f:
+            assert f.read() == "from-joiner\n"
+        # by ID as well as by name
+        r = skiffd.docker("run", "--rm", "--network", "none", "--ipc",
+                          f"container:{info['Id']}", "busybox", "readlink", "/proc/self/ns/ipc")
+        assert r.returncode == 0 and r.stdout.strip() == donor_ns, r.stderr
+    finally:
+        skiffd.docker("rm", "-f", donor)
+    assert not _mounted(skiffd, shm)      # the donor's shm tmpfs went with it
+
+
+@pytest.mark.parametrize("mode", [None, "private"])
+def test_private_donor_refused(skiffd, mode):
+    donor = _name("ipc-priv")
+    info = _run_donor(skiffd, donor, *(["--ipc", mode] if mode else []))
+    assert info["HostConfig"]["IpcMode"] == "private"   # Docker's default since 20.10
+    try:
+        joiner = _name("ipc-join")
+        r = skiffd.docker("run", "--name", joiner, "--network", "none", "--ipc",
+                          f"container:{donor}", "busybox", "true")
+        assert r.returncode == 125
+        assert (f"Error response from daemon: failed to join IPC namespace: container {donor}: "
+                "non-shareable IPC (hint: use IpcMode:shareable for the donor container)"
+                in r.stderr)
+        assert not _inspect(skiffd, joiner)["State"]["Running"]
+    finally:
+        skiffd.docker("rm", "-f", donor)
+
+
+def test_donor_not_running_refused(skiffd):
+    donor = _name("ipc-idle")
+    skiffd.docker("create", "--name", donor, "--ipc", "shareable", "busybox", "true",
+                  check=True)
+    r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", f"container:{donor}",
+                      "busybox", "true")
+    assert r.returncode == 125
+    assert f"failed to join IPC namespace: container {donor} is not running" in r.stderr
+
+
+def test_host_ipc_sees_host_shm(skiffd):
+    fname = f"skiff-ipc-test-{secrets.token_hex(4)}"
+    path = os.path.join("/dev/shm", fname)
+    with open(path, "w") as f:
+        f.write("from-host\n")
+    try:
+        r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", "host", "busybox", "sh",
+                          "-c", f"cat /dev/shm/{fname}; readlink /proc/self/ns/ipc")
+        assert r.returncode == 0, r.stderr
+        seen, ns = r.stdout.splitlines()
+        assert seen == "from-host"
+        assert ns == os.readlink("/proc/self/ns/ipc")
+    finally:
+        os.unlink(path)
+
+
+def test_none_has_no_shm(skiffd):
+    r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", "none", "busybox", "sh",
+                      "-c", "readlink /proc/self/ns/ipc; ls /dev/shm")
+    assert r.returncode != 0
+    assert "/dev/shm: No such file or directory" in r.stderr
+    assert r.stdout.strip() != os.readlink("/proc/self/ns/ipc")
+
+
+def test_private_shm_size(skiffd):
+    r = skiffd.docker("run", "--rm", "--network", "none", "--shm-size", "16m", "busybox", "sh",
+                      "-c", "df -k /dev/shm | tail -1")
+    assert r.returncode == 0 and r.stdout.split()[1] == "16384", r.stderr
+    r = skiffd.docker("run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                      "df -k /dev/shm | tail -1")
+    assert r.returncode == 0 and r.stdout.split()[1] == "65536", r.stderr
+
+
+def test_invalid_ipc_mode(skiffd):
+    r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", "bogus", "busybox", "true")
+    assert r.returncode == 125
+    assert "invalid IPC mode: bogus" in r.stderr
+
+
+def test_sdk_shareable_and_join(skiffd):
+    c = skiffd.client.containers.run(
+        "busybox", ["sh", "-c", "echo sdk > /dev/shm/s; echo ready; exec sleep 300"],
+        ipc_mode="shareable", shm_size="8m", network_mode="none", detach=True)
+    try:
+        _logs_until(skiffd, c.id, "ready")
+        out = skiffd.client.containers.run(
+            "busybox", ["sh", "-c", "cat /dev/shm/s; df -k /dev/shm | tail -1"],
+            ipc_mode=f"container:{c.id}", network_mode="none", remove=True)
+        seen, df = out.decode().splitlines()
+        assert seen == "sdk" and df.split()[1] == "8192"
+    finally:
+        c.remove(force=True)
