@@ -366,8 +366,11 @@ class Engine:
                 out.append({"Type": "bind", "Source": m["Source"], "Destination": m["Target"],
                             "Mode": "", "RW": not m.get("ReadOnly"), "Propagation": "rprivate"})
             elif t == "volume":
-                out.append(await self._volume_mount(m.get("Source") or "", m["Target"], "",
-                                                    not m.get("ReadOnly"), rec))
+                vo = m.get("VolumeOptions") or {}
+                out.append(await self._volume_mount(
+                    m.get("Source") or "", m["Target"], "", not m.get("ReadOnly"), rec,
+                    options=(vo.get("DriverConfig") or {}).get("Options") or None,
+                    labels=vo.get("Labels") or None))
             elif t == "tmpfs":
                 out.append({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "",
                             "RW": not m.get("ReadOnly"), "Propagation": "",
@@ -378,11 +381,11 @@ class Engine:
                 out.append(await self._volume_mount("", dst, "", True, rec))
         return out
 
-    async def _volume_mount(self, name, dst, mode, rw, rec) -> dict:
+    async def _volume_mount(self, name, dst, mode, rw, rec, options=None, labels=None) -> dict:
         if self.volumes is None:
             raise errors.InvalidArgument("named volumes are not available in this build")
         vol = await asyncio.to_thread(self.volumes.get_or_create, name or None,
-                                      anonymous=not name)
+                                      anonymous=not name, options=options, labels=labels)
         await asyncio.to_thread(self.volumes.add_user, vol["Name"], rec["Id"])
         return {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
                 "Destination": dst, "Driver": "local", "Mode": mode or "z", "RW": rw,

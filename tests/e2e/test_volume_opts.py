@@ -189,3 +189,46 @@ def test_sdk_driver_opts(skiffd, vname):
     with pytest.raises(docker.errors.APIError) as ei:
         skiffd.client.volumes.create(vname("sdkbad"), driver_opts={"bogus": "1"})
     assert ei.value.status_code == 400 and 'invalid option: "bogus"' in str(ei.value)
+
+
+def test_mount_survives_daemon_restart(make_skiffd):
+    """The mount and its holders outlive a skiffd restart: the restarted
+    daemon still unmounts when the last holder stops."""
+    d = make_skiffd()
+    v = "restart-" + secrets.token_hex(3)
+    d.docker("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+             "--opt", "o=size=2m", v, check=True)
+    mp = _inspect(d, v)["Mountpoint"]
+    d.docker("run", "-d", "--name", "holder", "--network", "none", "-v", f"{v}:/data",
+             "busybox", "sh", "-c", "echo kept > /data/f; echo ready; exec sleep 300",
+             check=True)
+    _logs_until(d, "holder", "ready")
+    d.restart()
+    assert _mounted(d, mp) == "tmpfs"
+    r = d.docker("run", "--rm", "--network", "none", "-v", f"{v}:/data", "busybox",
+                 "cat", "/data/f")
+    assert r.returncode == 0 and r.stdout == "kept\n", r.stderr
+    assert _mounted(d, mp) == "tmpfs"    # "holder" still runs and holds it
+    d.docker("rm", "-f", "holder", check=True)
+    assert _mounted(d, mp) is None
+    assert d.docker("volume", "rm", v).returncode == 0
+
+
+def test_mount_flag_volume_opts(skiffd, vname):
+    """``--mount type=volume,volume-opt=...`` creates the volume with those
+    driver options, as Docker does."""
+    v = vname("mnt")
+    r = skiffd.docker("run", "--rm", "--network", "none", "--mount",
+                      f"type=volume,source={v},target=/d,volume-opt=type=tmpfs,"
+                      "volume-opt=device=tmpfs,volume-opt=o=size=3m", "busybox", "sh", "-c",
+                      "df -k /d | tail -1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1] == "3072"
+    info = _inspect(skiffd, v)
+    assert info["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}
+    assert _mounted(skiffd, info["Mountpoint"]) is None
+    bad = vname("mntbad")
+    r = skiffd.docker("run", "--rm", "--network", "none", "--mount",
+                      f"type=volume,source={bad},target=/d,volume-opt=nope=1", "busybox", "true")
+    assert r.returncode == 125 and f'create {bad}: invalid option: "nope"' in r.stderr
+    assert bad not in skiffd.docker("volume", "ls", "-q").stdout.split()
