@@ -5,6 +5,8 @@
 import json
 import os
 import secrets
+import subprocess
+import sys
 import time
 
 import pytest
@@ -34,9 +36,10 @@ def _mounted(skiffd, path):
         return any(line.split()[4] == path for line in f)
 
 
-def _run_donor(skiffd, name, *opts):
+def _run_donor(skiffd, name, *opts, shm_file="donor"):
     skiffd.docker("run", "-d", "--name", name, "--network", "none", *opts, "busybox", "sh", "-c",
-                  "echo from-donor > /dev/shm/donor; echo ready; exec sleep 300", check=True)
+                  f"echo from-donor > /dev/shm/{shm_file}; echo ready; exec sleep 300",
+                  check=True)
     _logs_until(skiffd, name, "ready")
     return _inspect(skiffd, name)
 
@@ -63,6 +66,18 @@ def test_shareable_donor_shares_namespace_and_shm(skiffd):
         assert df.split()[1] == "32768"   # the donor's --shm-size
         with open(f"/proc/{pid}/root/dev/shm/joiner") as f:
             assert f.read() == "from-joiner\n"
+        # a System V segment made in the donor's namespace is the joiner's too
+        # (busybox has no ipcs: /proc/sysvipc/shm lists the namespace's)
+        key = secrets.randbelow(1 << 30) + 1
+        subprocess.run(["nsenter", f"--ipc=/proc/{pid}/ns/ipc", "--", sys.executable, "-c",
+                        "import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+                        f"assert l.shmget({key}, 4096, 0o1600) >= 0"], check=True)
+        r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", f"container:{donor}",
+                          "busybox", "cat", "/proc/sysvipc/shm")
+        assert r.returncode == 0 and str(key) in r.stdout.split(), r.stderr
+        r = skiffd.docker("run", "--rm", "--network", "none", "busybox",
+                          "cat", "/proc/sysvipc/shm")
+        assert r.returncode == 0 and str(key) not in r.stdout.split(), r.stderr
         # by ID as well as by name
         r = skiffd.docker("run", "--rm", "--network", "none", "--ipc",
                           f"container:{info['Id']}", "busybox", "readlink", "/proc/self/ns/ipc")
@@ -152,3 +167,28 @@ def test_sdk_shareable_and_join(skiffd):
         assert seen == "sdk" and df.split()[1] == "8192"
     finally:
         c.remove(force=True)
+
+
+def test_host_ipc_donor_is_joinable(skiffd):
+    """A donor in the host's IPC namespace is shareable: its joiners get the
+    host's namespace and /dev/shm (Docker's ShmPath /dev/shm)."""
+    donor = _name("ipc-hostdonor")
+    fname = f"skiff-ipc-test-{secrets.token_hex(4)}"
+    _run_donor(skiffd, donor, "--ipc", "host", shm_file=fname + "-donor")
+    path = os.path.join("/dev/shm", fname)
+    with open(path, "w") as f:
+        f.write("host-shm\n")
+    try:
+        with open(path + "-donor") as f:
+            assert f.read() == "from-donor\n"
+        r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", f"container:{donor}",
+                          "busybox", "sh", "-c", f"cat /dev/shm/{fname}; readlink /proc/self/ns/ipc")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["host-shm", os.readlink("/proc/self/ns/ipc")]
+    finally:
+        os.unlink(path)
+        try:
+            os.unlink(path + "-donor")   # the host donor wrote the host's /dev/shm
+        except FileNotFoundError:
+            pass
+        skiffd.docker("rm", "-f", donor)
