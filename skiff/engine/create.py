@@ -755,19 +755,29 @@ def _is_mountpoint(path: str) -> bool:
     return f(path)
 
 
-def ipc_join(ref: str, donor_pid: int, donor_ipc_mode: str, donor_dir: str) -> dict:
+def ipc_join(ref: str, lookup, container_dir) -> dict:
     """``--ipc container:<ref>``: Docker's checks on the donor and what the
     spec needs: {"ipc": its namespace, "ipc_shm": its /dev/shm on the host}.
-    The donor must be running and shareable (``shareable`` or ``host``)."""
-    if not donor_pid:
+    ``lookup(ref)`` is the engine's container lookup, ``container_dir(id)``
+    its directory. The donor must exist, run, and be shareable
+    (``shareable`` or ``host``)."""
+    pre = "failed to join IPC namespace: "
+    try:
+        donor = lookup(ref)
+    except errors.NotFound as e:
+        raise start_error(errors.InvalidArgument(pre + e.message))
+    if not donor.running or not donor.state.get("Pid"):
+        raise start_error(errors.Conflict(f"{pre}container {ref} is not running"))
+    if donor.state.get("Restarting"):
         raise start_error(errors.Conflict(
-            f"failed to join IPC namespace: container {ref} is not running"))
-    mode = donor_ipc_mode or "private"
+            f"{pre}Container {donor.id} is restarting, wait until the container is running"))
+    donor_pid = donor.state["Pid"]
+    mode = donor.host_config.get("IpcMode") or "private"
     shm = None
     if mode == "host":
         shm = "/dev/shm"
     elif mode == "shareable":
-        shm = shm_host_path(donor_dir)
+        shm = shm_host_path(container_dir(donor.id))
         if not _is_mountpoint(shm):
             shm = None
     if shm is None or not os.path.isdir(shm):

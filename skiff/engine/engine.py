@@ -556,10 +556,7 @@ class Engine:
             mode = hc.get(key) or ""
             if mode.startswith("container:") and kind == "ipc":
                 from skiff.engine.create import ipc_join   # the donor's checks and /dev/shm
-                other = self.get(mode.split(":", 1)[1])
-                cns.update(ipc_join(mode.split(":", 1)[1], other.running and other.state["Pid"],
-                                    other.host_config.get("IpcMode") or "",
-                                    self.container_dir(other.id)))
+                cns.update(ipc_join(mode.split(":", 1)[1], self.get, self.container_dir))
             elif mode.startswith("container:"):
                 other = self.get(mode.split(":", 1)[1])
                 if not other.running:

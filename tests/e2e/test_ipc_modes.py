@@ -115,6 +115,13 @@ def test_donor_not_running_refused(skiffd):
     assert f"failed to join IPC namespace: container {donor} is not running" in r.stderr
 
 
+def test_missing_donor_refused(skiffd):
+    r = skiffd.docker("run", "--rm", "--network", "none", "--ipc", "container:no-such-donor",
+                      "busybox", "true")
+    assert r.returncode == 125
+    assert "failed to join IPC namespace: No such container: no-such-donor" in r.stderr
+
+
 def test_host_ipc_sees_host_shm(skiffd):
     fname = f"skiff-ipc-test-{secrets.token_hex(4)}"
     path = os.path.join("/dev/shm", fname)

@@ -172,6 +172,17 @@ def test_mount_failure_at_start(skiffd, vname, tmp_path):
     assert (f"failed to mount local volume: mount tmpfs:{mp2}, data: size=lots: "
             "invalid argument") in r.stderr
     assert _mounted(skiffd, mp2) is None
+    # a block-device type: tried for real, the kernel's answer in Docker's words
+    v3 = vname("ext4")
+    skiffd.docker("volume", "create", "--opt", "type=ext4", "--opt",
+                  "device=/dev/skiff-no-such-disk", v3, check=True)
+    mp3 = _inspect(skiffd, v3)["Mountpoint"]
+    r = skiffd.docker("run", "--rm", "--network", "none", "-v", f"{v3}:/data", "busybox",
+                      "true")
+    assert r.returncode == 127
+    assert (f"failed to mount local volume: mount /dev/skiff-no-such-disk:{mp3}: "
+            "no such file or directory") in r.stderr
+    assert _mounted(skiffd, mp3) is None
 
 
 def test_sdk_driver_opts(skiffd, vname):
