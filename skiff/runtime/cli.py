@@ -14,7 +14,7 @@ The command parser is hand-written (argparse costs start-up time and words
 its errors differently from runc).
 """
 
-import os
+import posix
 import sys
 
 DEFAULT_ROOT = "/run/skiff-runtime"
@@ -75,48 +75,18 @@ COMMANDS = {
 }
 
 
-def start_cgroup_warmup():
-    """Begin the cgroup lock's RCU grace period in a background thread.
-
-    Moving a process into a cgroup (cgroup.procs) takes a global per-cpu
-    rwsem for writing; when nothing took it recently that first waits for
-    an RCU grace period (6-20 ms measured on this VM: the largest single
-    cost of a create, runc pays it too). Writing "0" (ourselves) into our
-    own current cgroup moves nothing but takes the lock, so the wait starts
-    now, overlapped with imports and spec parsing, and the real moves a few
-    ms later take the lock's fast path. Best effort: failures are ignored.
-    (The thread's fd is close-on-exec and closed before any execve into a
-    container; the stages are non-dumpable until then.)"""
-    try:
-        with open("/proc/self/cgroup", "rb") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return
-    cands = []
-    for line in lines:
-        hid, _, rest = line.partition(b":")
-        ctl, _, path = rest.partition(b":")
-        if hid == b"0" and not ctl:
-            cands += [b"/sys/fs/cgroup" + path, b"/sys/fs/cgroup/unified" + path]
-        elif ctl and b"," not in ctl and b"=" not in ctl:
-            cands.append(b"/sys/fs/cgroup/" + ctl + path)
-    for c in cands:
-        procs = c.rstrip(b"/") + b"/cgroup.procs"
-        if os.path.exists(procs):
-            import _thread
-            _thread.start_new_thread(_write_zero, (procs,))
-            return
-
-
-def _write_zero(path):
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+def abspath(path):
+    """os.path.abspath without importing os (start-up: see state.py)."""
+    if not path.startswith("/"):
+        path = posix.getcwd() + "/" + path
+    parts = []
+    for p in path.split("/"):
+        if p == "..":
+            if parts:
+                parts.pop()
+        elif p and p != ".":
+            parts.append(p)
+    return "/" + "/".join(parts)
 
 
 class UsageError(Exception):
@@ -228,12 +198,10 @@ def main(argv=None):
         print(__doc__.strip())
         return 0
     cmd, args = rest[0], rest[1:]
-    if cmd in ("create", "run", "exec"):
-        start_cgroup_warmup()
     if cmd not in COMMANDS:
         log.error(f"No help topic for '{cmd}'")
         return 3
-    root = os.path.abspath(gopts.get("root") or DEFAULT_ROOT)
+    root = abspath(gopts.get("root") or DEFAULT_ROOT)
     from skiff.runtime.state import RuntimeFailure, SpecError
     try:
         opts, pos = parse_flags(args, COMMANDS[cmd], stop_at_positional=(cmd == "exec"))
@@ -258,7 +226,7 @@ def main(argv=None):
             log.error(str(e))
             return 1
         log.error(f"{type(e).__name__}: {e}")
-        if os.environ.get("SKIFF_RUNTIME_TRACEBACK"):
+        if posix.environ.get(b"SKIFF_RUNTIME_TRACEBACK"):
             raise
         return 1
 

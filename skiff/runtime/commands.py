@@ -1,12 +1,26 @@
 """The verbs of skiff-runtime (runc's semantics and messages)."""
 
-import os
+import posix
 import sys
 
 from skiff.runtime import fastjson
 from skiff.runtime.state import (Container, RuntimeFailure, list_ids, load, now_rfc3339,
                                  proc_start_time, validate_id)
 
+
+
+class _LazyOS:
+    """``os`` for the verbs that need it (create, exec, ...), imported at
+    first use: start, state, kill and delete run on ``posix`` alone, which
+    saves ~2 ms of their start-up (see state.py)."""
+
+    def __getattr__(self, name):
+        import os as real
+        globals()["os"] = real
+        return getattr(real, name)
+
+
+os = _LazyOS()
 
 def _one_id(cmd, pos, exact=True):
     if not pos or (exact and len(pos) != 1):
@@ -175,19 +189,19 @@ def _rmtree(d):
     """Remove a container's state dir (flat: state.json, exec.fifo); shutil
     is not imported for that (it pulls in fnmatch and re)."""
     try:
-        names = os.listdir(d)
+        names = posix.listdir(d)
     except FileNotFoundError:
         return
     for n in names:
-        p = os.path.join(d, n)
+        p = f"{d}/{n}"
         try:
-            os.unlink(p)
+            posix.unlink(p)
         except IsADirectoryError:
             _rmtree(p)
         except FileNotFoundError:
             pass
     try:
-        os.rmdir(d)
+        posix.rmdir(d)
     except OSError:
         pass
 
@@ -204,20 +218,20 @@ def _start(c, log):
         raise RuntimeFailure("cannot start a container that has stopped")
     if st != "created":
         raise RuntimeFailure("cannot start an already running container")
-    fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = posix.open(c.fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     try:
         p = select.poll()
         p.register(fd, select.POLLIN | select.POLLHUP)
         while True:
             if p.poll(100):
-                data = os.read(fd, 1)
+                data = posix.read(fd, 1)
                 if data:
                     break
             if not c.alive():
                 raise RuntimeFailure("container init exited before start")
     finally:
-        os.close(fd)
-    os.unlink(c.fifo)
+        posix.close(fd)
+    posix.unlink(c.fifo)
     if c.data.get("hooks", {}).get("poststart"):
         from skiff.runtime import hooks, spec
         hs = [spec.parse_hook(h, f"hooks.poststart[{i}]")
@@ -372,7 +386,7 @@ def cmd_kill(root, opts, pos, log):
         c.cgroup().signal_all(sig)
         return 0
     try:
-        os.kill(c.pid, sig)
+        posix.kill(c.pid, sig)
     except ProcessLookupError:
         raise RuntimeFailure("container not running") from None
     return 0
@@ -389,7 +403,7 @@ def _destroy(c, log, force=False):
             except OSError:
                 pass
         try:
-            os.kill(c.pid, 9)
+            posix.kill(c.pid, 9)
         except OSError:
             pass
         if mgr is not None and c.frozen():
@@ -421,7 +435,7 @@ def cmd_delete(root, opts, pos, log):
         c = load(root, cid)
     except RuntimeFailure:
         if opts.get("force"):
-            _rmtree(os.path.join(root, cid))
+            _rmtree(f"{root}/{cid}")
             return 0
         raise
     st = c.status()

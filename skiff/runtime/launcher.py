@@ -23,8 +23,17 @@ TEMPLATE = """#!{guard} -IS
 import sys
 sys.path.insert(0, {pkg_parent!r})
 sys.path.append({site!r})
+from skiff.runtime.warmup import early
+early(sys.argv)
 from skiff.runtime.cli import main
-sys.exit(main())
+code = main()
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+finally:
+    # no interpreter teardown (~1-4 ms): nothing is left to clean up
+    import posix
+    posix._exit(code or 0)
 """
 
 
