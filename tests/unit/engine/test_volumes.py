@@ -32,9 +32,15 @@ def test_create_inspect_list(store, tmp_path):
         store.create("x", driver="nfs")
     with pytest.raises(errors.InvalidArgument, match='invalid option: "bogus"'):
         store.create("xx", options={"bogus": "1"})
-    with pytest.raises(errors.NotImplementedYet):
-        store.create("xx", options={"type": "tmpfs", "device": "tmpfs"})
+    with pytest.raises(errors.InvalidArgument, match='create xx: missing required option: "device"'):
+        store.create("xx", options={"type": "tmpfs"})
+    with pytest.raises(errors.InvalidArgument, match="quota size requested but no quota support"):
+        store.create("xx", options={"size": "1m"})
     assert "xx" not in store.names()
+    # driver options are kept and shown; the mount happens at container start
+    opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
+    assert store.create("withopts", options=opts)["Options"] == opts
+    assert store.needs_mount("withopts") and not store.needs_mount("data")
 
 
 def test_in_use_rm_prune(store):
