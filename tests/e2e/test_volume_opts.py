@@ -243,3 +243,29 @@ def test_mount_flag_volume_opts(skiffd, vname):
                       f"type=volume,source={bad},target=/d,volume-opt=nope=1", "busybox", "true")
     assert r.returncode == 125 and f'create {bad}: invalid option: "nope"' in r.stderr
     assert bad not in skiffd.docker("volume", "ls", "-q").stdout.split()
+
+
+def test_skiff_cli_volume_opts(skiffd, vname):
+    """The skiff CLI sends --opt the same way; its errors match docker's."""
+    import subprocess
+    import sys
+
+    def skiff(*args):
+        env = dict(os.environ, SKIFF_NO_AUTOSTART="1",
+                   SKIFF_CONFIG=os.path.join(skiffd.root, "skiff-config"))
+        env.pop("DOCKER_HOST", None)
+        return subprocess.run([sys.executable, "-m", "skiff.cli.main", "-H", skiffd.host,
+                               *args], capture_output=True, text=True, timeout=60, env=env)
+
+    v = vname("cli")
+    r = skiff("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=2m", v)
+    assert r.returncode == 0 and r.stdout.strip() == v, r.stderr
+    r = skiff("run", "--rm", "--network", "none", "-v", f"{v}:/d", "busybox", "sh", "-c",
+              "df -k /d | tail -1")
+    assert r.returncode == 0 and r.stdout.split()[1] == "2048", r.stderr
+    bad = vname("clibad")
+    r = skiff("volume", "create", "-o", "o=size=1m", bad)
+    d = skiffd.docker("volume", "create", "-o", "o=size=1m", bad)
+    assert r.returncode == d.returncode == 1
+    assert r.stderr == d.stderr
+    assert "missing required option" in r.stderr
