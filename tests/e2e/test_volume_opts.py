@@ -269,3 +269,13 @@ def test_skiff_cli_volume_opts(skiffd, vname):
     assert r.returncode == d.returncode == 1
     assert r.stderr == d.stderr
     assert "missing required option" in r.stderr
+
+
+def test_api_driver_opts_must_be_strings(skiffd, vname):
+    v = vname("api")
+    r = skiffd.client.api.post(skiffd.client.api._url("/volumes/create"),
+                               json={"Name": v, "DriverOpts": {"type": 1}})
+    assert r.status_code == 400
+    assert r.json()["message"] == ("json: cannot unmarshal number into Go struct field "
+                                   "CreateOptions.DriverOpts of type string")
+    assert v not in skiffd.docker("volume", "ls", "-q").stdout.split()

@@ -22,6 +22,15 @@ def volume_users(engine, name: str) -> list[str]:
     return out
 
 
+def _go_type(v) -> str:
+    """encoding/json's name for a JSON value's type."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {list: "array", dict: "object", str: "string"}.get(type(v), "value")
+
+
 def _store(engine):
     vs = getattr(engine, "volumes", None)
     if vs is None:
@@ -50,6 +59,16 @@ def register(app, engine):
         body = await json_body(request, {}) or {}
         if not isinstance(body, dict):
             raise errors.InvalidArgument("invalid JSON: expected an object")
+        for key in ("DriverOpts", "Labels"):
+            v = body.get(key)
+            if v is None:
+                continue
+            bad, want = (v, "map[string]string") if not isinstance(v, dict) else \
+                (next((x for x in v.values() if not isinstance(x, str)), None), "string")
+            if bad is not None:
+                raise errors.InvalidArgument(
+                    f"json: cannot unmarshal {_go_type(bad)} into Go struct field "
+                    f"CreateOptions.{key} of type {want}")
         vol = await asyncio.to_thread(
             _store(engine).create, body.get("Name") or None, body.get("Driver") or "local",
             body.get("Labels") or {}, body.get("DriverOpts") or {})
