@@ -93,6 +93,11 @@ def test_tmpfs_volume_shared_sized_and_unmounted(skiffd, vname):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[1] == "10240"
     assert _mounted(skiffd, mp) is None
+    # a start that fails after the mount (no such command) leaves no mount
+    r = skiffd.docker("run", "--rm", "--network", "none", "-v", f"{v}:/data", "busybox",
+                      "/no/such/command")
+    assert r.returncode == 127, r.stderr
+    assert _mounted(skiffd, mp) is None
     assert skiffd.docker("volume", "rm", v).returncode == 0
 
 
