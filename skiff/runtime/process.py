@@ -591,6 +591,11 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     for key in ("fifo_fd", "console_fd"):
         if opts.get(key) is not None:
             os.set_inheritable(opts[key], True)
+    if DIRECT:
+        # import here what the children need: after the fork each page
+        # touched is copied first, so every import there costs twice as much
+        k.preload()
+        _preimport(cfg.process)
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:
@@ -706,6 +711,9 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         os.set_inheritable(opts["console_fd"], True)
     join_mount = _ns_differs(init_pid, "mount")
     raw_process = opts.pop("raw_process")
+    if DIRECT:
+        k.preload()  # see spawn_init
+        _preimport(proc)
     parent, child = channel_pair()
     pid1 = os.fork()
     if pid1 == 0:

@@ -34,6 +34,13 @@ class _LazyCtypes:
 ctypes = _LazyCtypes("ctypes")
 _libc = _LazyCtypes("_libc")
 
+
+def preload():
+    """Load the foreign-function layer now (skiff-runtime does it before
+    forking: in a forked Python child every step costs about twice as much,
+    each page it touches being copied on write)."""
+    _libc.prctl  # noqa: B018
+
 # clone / unshare flags
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
