@@ -20,7 +20,7 @@ KNOWN_KEYS = {
     "default-registry", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey",
     "live-restore", "log-driver", "log-opts", "storage-driver", "userland-proxy",
     "init", "init-path", "experimental", "features", "exec-opts", "labels",
-    "cgroup-parent",
+    "cgroup-parent", "default-ipc-mode", "default-shm-size",
 }
 
 
@@ -72,6 +72,22 @@ class DaemonConfig:
         if not parent or ".." in parent.split("/"):
             raise errors.InvalidArgument(f"invalid cgroup-parent: {d.get('cgroup-parent')!r}")
         self.cgroup_parent = parent if parent.startswith("/") else "/" + parent
+        # IpcMode and ShmSize of containers created without one (Docker's keys)
+        ipc = d.get("default-ipc-mode") or "private"
+        if ipc not in ("private", "shareable"):
+            hint = 'use "shareable" or "private"'
+            if ipc in ("host", "none") or ipc.startswith("container:"):
+                raise errors.InvalidArgument(
+                    f'IPC mode "{ipc}" is not supported as default value; {hint}')
+            raise errors.InvalidArgument(f"default IPC mode setting ({ipc}) is invalid; {hint}")
+        self.default_ipc_mode = ipc
+        self.default_shm_size = 64 << 20
+        if d.get("default-shm-size"):
+            from skiff.engine.volumes import _ram_in_bytes
+            try:
+                self.default_shm_size = _ram_in_bytes(str(d["default-shm-size"]))
+            except ValueError as e:
+                raise errors.InvalidArgument(f"invalid default-shm-size: {e}")
         self.init_path = d.get("init-path") or _which("tini-static", "tini", "catatonit",
                                                        "docker-init")
         self.tls = d.get("tls", False) or d.get("tlsverify", False)

@@ -222,9 +222,9 @@ class Engine:
         if hc.get("NetworkMode") in ("", "default", None):
             hc["NetworkMode"] = "bridge"
         if not hc.get("IpcMode"):
-            hc["IpcMode"] = "private"      # Docker's default-ipc-mode (20.10+)
+            hc["IpcMode"] = getattr(self.config, "default_ipc_mode", "private")
         if not hc.get("ShmSize"):
-            hc["ShmSize"] = 67108864       # Docker's default shm size, shown by inspect
+            hc["ShmSize"] = getattr(self.config, "default_shm_size", 67108864)
         rp = hc.get("RestartPolicy") or {}
         rp_name = rp.get("Name") or "no"
         if rp_name not in ("no", "always", "on-failure", "unless-stopped"):

@@ -199,3 +199,42 @@ def test_host_ipc_donor_is_joinable(skiffd):
         except FileNotFoundError:
             pass
         skiffd.docker("rm", "-f", donor)
+
+
+def test_daemon_default_ipc_mode_shareable(tmp_path):
+    """daemon.json ``default-ipc-mode: shareable`` (and ``default-shm-size``)
+    make containers created without --ipc joinable, as Docker's daemon; a
+    mode that cannot be a default stops skiffd with Docker's message."""
+    import tempfile
+
+    from tests.e2e.conftest import Daemon
+
+    root = tempfile.mkdtemp(prefix="skiff-e2e-own-")
+    d = Daemon(root)
+    with open(os.path.join(root, "daemon.json"), "w") as f:
+        json.dump({"cgroup-parent": d.cgroup_parent, "default-ipc-mode": "shareable",
+                   "default-shm-size": "24M"}, f)
+    try:
+        d.preload()
+        d.start()
+        info = _run_donor(d, "donor")
+        assert info["HostConfig"]["IpcMode"] == "shareable"
+        assert info["HostConfig"]["ShmSize"] == 24 << 20
+        r = d.docker("run", "--rm", "--network", "none", "--ipc", "container:donor", "busybox",
+                     "sh", "-c", "cat /dev/shm/donor; df -k /dev/shm | tail -1")
+        assert r.returncode == 0, r.stderr
+        seen, df = r.stdout.splitlines()
+        assert seen == "from-donor" and df.split()[1] == str(24 << 10)
+    finally:
+        d.destroy()
+    bad = tempfile.mkdtemp(prefix="skiff-e2e-own-")
+    d2 = Daemon(bad)
+    with open(os.path.join(bad, "daemon.json"), "w") as f:
+        json.dump({"cgroup-parent": d2.cgroup_parent, "default-ipc-mode": "host"}, f)
+    try:
+        with pytest.raises(RuntimeError) as ei:
+            d2.start()
+        assert ('IPC mode "host" is not supported as default value; use "shareable" or '
+                '"private"') in str(ei.value)
+    finally:
+        d2.destroy()
