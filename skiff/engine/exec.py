@@ -1,19 +1,20 @@
-"""Exec sessions: ``<runtime> exec --process <file> <id>`` run by the daemon,
-with a pty (TTY) or pipes, the exit code recorded before the stream ends."""
+"""Exec sessions: each runs under its own conmon (``conmon --exec``, which
+runs ``<runtime> exec --detach --process <file> <id>``), so the process and
+its stdio outlive skiffd; the exit code is recorded before the stream ends."""
 
 import asyncio
-import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
-import struct
-import termios
+import socket
 
 from skiff import errors
 from skiff import oci
 from skiff.engine import user as _user
 from skiff.engine.engine import merge_env
+from skiff.engine.monitor import CONMON, attach_socket
 
 
 class ExecInstance:
@@ -25,7 +26,8 @@ class ExecInstance:
         self.exit_code = None
         self.pid = 0
         self.proc = None
-        self.master = None
+        self.dir = ""
+        self.tty = False
         self.started = False
         self.done = asyncio.Event()
 
@@ -93,8 +95,68 @@ def _process_spec(engine, ex: ExecInstance, tty: bool, console_size) -> dict:
     return proc
 
 
+class _ExecProc:
+    """The exec'd process as callers see it (health probes kill it on timeout):
+    ``pid``, ``returncode`` (None while it runs), ``kill()``."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode = None
+
+    def kill(self):
+        if self.returncode is None and self.pid > 0:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class _Lines:
+    """JSON lines from one of conmon's pipes (sync, attach), read without a thread."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+        os.set_blocking(fd, False)
+
+    async def next(self) -> dict | None:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.buf and not self.eof:
+            fut = loop.create_future()
+            loop.add_reader(self.fd, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                loop.remove_reader(self.fd)
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        if not line.strip():
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | None = None,
                 console_size=None):
+    """Run the exec under its own conmon (``conmon --exec``), as Podman does:
+    conmon holds the process's stdio and exit code, so the process outlives
+    skiffd (as under dockerd, where the shim holds it). Attached sessions go
+    through conmon's attach socket; conmon waits for it before the runtime
+    runs (``--exec-attach``) so no output is lost."""
     if ex.started:
         raise errors.Conflict(f"Error: Exec command {ex.id} has already run")
     c = ex.container
@@ -102,101 +164,275 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
         raise errors.Conflict(f"container {c.id} is not running")
     ex.started = True
     tty = bool(ex.cfg.get("Tty")) if tty is None else tty
+    ex.tty = tty
     console_size = console_size or ex.cfg.get("ConsoleSize")
-    cdir = engine.container_dir(c.id)
-    pfile = os.path.join(cdir, f"exec-{ex.id}.json")
-    logfile = os.path.join(cdir, f"exec-{ex.id}.log")
+    attach = conn is not None and not detach
+    attach_in = attach and bool(ex.cfg.get("AttachStdin"))
+    xdir = os.path.join(engine.monitor.dir(c.id), "exec-" + ex.id[:16])
+    shutil.rmtree(xdir, ignore_errors=True)
+    os.makedirs(xdir)
+    ex.dir = xdir
+    pfile = os.path.join(xdir, "process.json")
     with open(pfile, "w") as f:
         json.dump(_process_spec(engine, ex, tty, console_size), f)
-    runtime = engine.runtime_path(c)
-    argv = [runtime, "--root", engine.monitor.runtime_root, "--log", logfile,
-            "--log-format", "json", "exec", "--process", pfile, c.id]
-    loop = asyncio.get_running_loop()
-    attach_in = bool(ex.cfg.get("AttachStdin")) and conn is not None and not detach
     engine.events.emit("container", "exec_start: " + " ".join(ex.cfg["Cmd"]), c.id,
                        {"name": c.name, "image": c.config.get("Image", ""), "execID": ex.id})
+    sync = att = None
+    sock = None
+    start_w = -1
     try:
-        if tty:
-            master, slave = os.openpty()
-            if console_size and console_size[0] and console_size[1]:
-                _set_winsize(master, console_size[0], console_size[1])
-            try:
-                ex.proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-            finally:
-                os.close(slave)
-            ex.master = master
-            os.set_blocking(master, False)
-        else:
-            ex.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE if attach_in else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if (conn and not detach) else asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE if (conn and not detach) else asyncio.subprocess.DEVNULL)
-    except OSError as e:
+        sync, att, start_w = await _spawn_conmon(engine, ex, xdir, pfile, tty=tty,
+                                                 stdin=attach_in, attach=attach)
+        if attach:
+            await att.next()              # conmon's attach socket is ready
+            sock = await attach_socket(xdir)
+            os.write(start_w, b"\0")     # now let it run the runtime
+        os.close(start_w)
+        start_w = -1
+        first = await sync.next()
+    except BaseException:
+        if start_w >= 0:
+            os.close(start_w)
+        if sock is not None:
+            sock.close()
+        if sync is not None:
+            sync.close()
         ex.exit_code = 126
-        _cleanup(pfile)
-        raise errors.Internal(f"OCI runtime exec failed: {e}")
-    ex.running = True
-    ex.pid = ex.proc.pid
-    engine.monitor_exec = True
-
-    async def finish():
-        rc = await ex.proc.wait()
-        ex.exit_code = _map_exit(rc, logfile)
-        ex.running = False
-
-    if detach or conn is None:
-        async def bg():
-            try:
-                if tty:
-                    await _drain_pty(ex.master, None)
-                await finish()
-            finally:
-                if ex.master is not None:
-                    os.close(ex.master)
-                    ex.master = None
-                _cleanup(pfile, logfile)
-                _emit_die(engine, ex)
-                ex.done.set()
-        engine.spawn(bg())
+        _done(engine, ex)
+        raise
+    finally:
+        if att is not None:
+            att.close()
+    pid = int((first or {}).get("data", -1))
+    if pid <= 0:
+        # the runtime could not start the process: Docker's words and codes
+        # (daemon: setExitCodeFromError; the message goes out on stdout)
+        text = _failure_text((first or {}).get("message", ""), xdir)
+        msg = f"OCI runtime exec failed: {text}: unknown"
+        ex.exit_code = _start_failure_code(text)
+        sync.close()
+        if sock is not None:
+            sock.close()
+        _done(engine, ex)
+        if not attach:
+            if ex.exit_code in (126, 127):
+                raise errors.InvalidArgument(msg)
+            raise errors.Internal(msg)
+        try:
+            await conn.send(1, (msg + "\r\n").encode())
+        except (ConnectionError, OSError):
+            pass
         return
-
+    ex.pid = pid
+    ex.proc = _ExecProc(pid)
+    ex.running = True
+    if tty and console_size and console_size[0] and console_size[1]:
+        _resize_ctl(xdir, console_size[0], console_size[1])
+    if not attach:
+        engine.spawn(_reap(engine, ex, sync))
+        return
+    client_gone = True
     try:
-        if tty:
-            in_task = loop.create_task(_pump_in_pty(conn, ex.master)) if attach_in else None
-            await _drain_pty(ex.master, conn)
-            await finish()
-        else:
-            in_task = loop.create_task(_pump_in_pipe(conn, ex.proc.stdin)) if attach_in else None
-            _, err_bytes = await asyncio.gather(_pump_out(ex.proc.stdout, conn, 1),
-                                                _pump_out(ex.proc.stderr, conn, 2))
-            await finish()
-            if ex.exit_code in (126, 127) and not err_bytes:
-                msg = _runtime_error(logfile)
-                if msg:
-                    try:
-                        await conn.send(2, (msg + "\n").encode())
-                    except (ConnectionError, OSError):
-                        pass
+        client_gone = await _pump(ex, sock, conn, tty, attach_in)
+    finally:
+        sock.close()
+        if client_gone:
+            # the client went away (or the stream broke): the exec goes on
+            engine.spawn(_reap(engine, ex, sync))
+    if not client_gone:
+        # the output ended: the exit code is final before the stream is
+        await _reap(engine, ex, sync)
+
+
+async def _spawn_conmon(engine, ex, xdir, pfile, *, tty, stdin, attach):
+    c = ex.container
+    runtime = engine.runtime_path(c)
+    args = [CONMON, "--api-version", "1", "-c", c.id, "-u", ex.id, "-r", runtime,
+            "-b", xdir, "-p", os.path.join(xdir, "pid"), "-n", c.name.lstrip("/") or c.id,
+            "--exit-dir", xdir, "--full-attach", "--socket-dir-path", xdir,
+            "-l", "none", "--log-level", "error",
+            "--conmon-pidfile", os.path.join(xdir, "conmon.pid"),
+            "--runtime-arg", "--root", "--runtime-arg", engine.monitor.runtime_root,
+            "--runtime-arg", "--log-format=json",
+            "--runtime-arg", "--log", "--runtime-arg", os.path.join(xdir, "runtime.log"),
+            "--exec", "--exec-process-spec", pfile]
+    if tty:
+        args.append("-t")
+    if stdin:
+        args.append("-i")
+    if attach:
+        args.append("--exec-attach")
+    sync_r, sync_w = os.pipe()
+    start_r, start_w = os.pipe()
+    fds = [sync_w, start_r]
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "_OCI_SYNCPIPE": str(sync_w), "_OCI_STARTPIPE": str(start_r)}
+    att_r = -1
+    if attach:
+        att_r, att_w = os.pipe()
+        fds.append(att_w)
+        env["_OCI_ATTACHPIPE"] = str(att_w)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, pass_fds=fds, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    except OSError as e:
+        for fd in fds + [sync_r, start_w] + ([att_r] if att_r >= 0 else []):
+            os.close(fd)
+        raise errors.Internal(f"OCI runtime exec failed: conmon: {e.strerror}: unknown")
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    sync = _Lines(sync_r)
+    att = _Lines(att_r) if att_r >= 0 else None
+    try:
+        os.write(start_w, b"\0")      # conmon forks and detaches after this
+    except BrokenPipeError:
+        pass
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        sync.close()
+        if att is not None:
+            att.close()
+        os.close(start_w)
+        raise errors.Internal("OCI runtime exec failed: conmon: "
+                              + err.decode(errors="replace").strip() + ": unknown")
+    return sync, att, start_w
+
+
+async def _pump(ex, sock, conn, tty, attach_in) -> bool:
+    """conmon's attach socket → the client (packets: 2 stdout, 3 stderr);
+    the client's input → the socket (its EOF closes the process's stdin).
+    → True if the client went away before the output ended."""
+    loop = asyncio.get_running_loop()
+
+    async def pump_in():
+        try:
+            while True:
+                data = await conn.read()
+                if not data:
+                    break
+                await loop.sock_sendall(sock, data)
+        except (ConnectionError, OSError):
+            return
+        if not tty:
+            # conmon closes the process's stdin (with a TTY that would be the
+            # terminal itself: leave it open, as docker does)
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+    in_task = loop.create_task(pump_in()) if attach_in else None
+    client_gone = False
+    try:
+        while True:
+            try:
+                pkt = await loop.sock_recv(sock, 65537)
+            except (ConnectionError, OSError):
+                break
+            if not pkt:
+                break
+            stream = 2 if pkt[0] == 3 and not tty else 1
+            try:
+                await conn.send(stream, pkt[1:])
+            except (ConnectionError, OSError):
+                client_gone = True
+                break
+    finally:
         if in_task:
             in_task.cancel()
+    return client_gone
+
+
+async def _reap(engine, ex, sync):
+    """Wait for conmon to report the exit code (its sync pipe's last line,
+    else its exit file), then record it."""
+    code = None
+    try:
+        while True:
+            msg = await sync.next()
+            if msg is not None and "data" in msg:
+                code = int(msg["data"])
+            if sync.eof and not sync.buf:
+                break
     finally:
-        if ex.running and ex.proc.returncode is None:
-            # the client went away: the exec goes on, as with docker
-            engine.spawn(_reap_later(ex, finish, logfile))
-        if ex.master is not None:
-            os.close(ex.master)
-            ex.master = None
-        _cleanup(pfile, logfile)
-        if not ex.running:
-            _emit_die(engine, ex)
-            ex.done.set()
+        sync.close()
+    if code is None or code < 0:
+        code = _read_exit(ex.dir, ex.container.id)
+    ex.exit_code = code if code is not None and code >= 0 else 137
+    ex.running = False
+    if ex.proc is not None:
+        ex.proc.returncode = ex.exit_code
+    _done(engine, ex)
 
 
-async def _reap_later(ex, finish, logfile):
-    await finish()
+def _read_exit(xdir: str, cid: str):
+    """conmon's exit file: ``<exit-dir>/<container id>``."""
+    try:
+        with open(os.path.join(xdir, cid)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _done(engine, ex):
+    ex.running = False
+    if ex.dir:
+        shutil.rmtree(ex.dir, ignore_errors=True)
+    _emit_die(engine, ex)
     ex.done.set()
+
+
+def _failure_text(message: str, xdir: str) -> str:
+    """The runtime's own words for why exec failed: the error it logged
+    (``--log``, JSON), else what it said on stderr (conmon relays that)."""
+    try:
+        with open(os.path.join(xdir, "runtime.log")) as f:
+            logged = f.read().splitlines()
+    except OSError:
+        logged = []
+    for line in reversed(logged):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("level") in ("error", "fatal") and obj.get("msg"):
+            return obj["msg"].strip()
+    lines = [l.strip() for l in (message or "").splitlines() if l.strip()]
+    for line in reversed(lines):
+        if line.startswith("time=") and 'msg="' in line:
+            line = line.split('msg="', 1)[1].rsplit('"', 1)[0]
+        if "exec failed" in line or "container process" in line or "error" in line.lower():
+            return line
+    return lines[-1] if lines else "exec failed: unable to start container process"
+
+
+def _start_failure_code(text: str) -> int:
+    """moby's setExitCodeFromError: 126 cannot be invoked, 127 not found."""
+    low = text.lower()
+    if "permission denied" in low or "is a directory" in low:
+        return 126
+    if ("executable file not found" in low or "no such file or directory" in low
+            or "not a directory" in low):
+        return 127
+    return 128
+
+
+def _resize_ctl(xdir: str, h, w):
+    """Resize through conmon's control fifo (``1 <h> <w>``)."""
+    try:
+        fd = os.open(os.path.join(xdir, "ctl"), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, f"1 {int(h)} {int(w)}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _forget_old(engine, c, keep=20):
@@ -216,140 +452,10 @@ def _emit_die(engine, ex):
                         "exitCode": str(ex.exit_code)})
 
 
-def _map_exit(rc: int, logfile: str) -> int:
-    if rc < 0:
-        return 128 - rc
-    if rc == 255:
-        msg = _runtime_error(logfile).lower()
-        if "executable file not found" in msg or "no such file or directory" in msg:
-            return 127
-        if "permission denied" in msg:
-            return 126
-        if msg:
-            return 126
-    return rc
-
-
-def _runtime_error(logfile: str) -> str:
-    try:
-        with open(logfile) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if obj.get("level") in ("error", "fatal"):
-            return "OCI runtime exec failed: " + obj.get("msg", "") + ": unknown"
-    return ""
-
-
-def _cleanup(*paths):
-    for p in paths:
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
-
-
-def _set_winsize(fd, h, w):
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(h), int(w), 0, 0))
-
-
 def resize(engine, ex: ExecInstance, h: int, w: int):
-    if ex.master is None or not ex.running:
-        if not ex.running and ex.started:
+    if not ex.running:
+        if ex.started:
             raise errors.Conflict(f"exec {ex.id} is not running")
         return
-    _set_winsize(ex.master, h, w)
-    try:
-        os.kill(ex.proc.pid, signal.SIGWINCH)
-    except ProcessLookupError:
-        pass
-
-
-async def _drain_pty(master, conn):
-    loop = asyncio.get_running_loop()
-    q = asyncio.Queue()
-
-    def readable():
-        try:
-            data = os.read(master, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(master)
-        q.put_nowait(data)
-    loop.add_reader(master, readable)
-    try:
-        while True:
-            data = await q.get()
-            if not data:
-                return
-            if conn is not None:
-                try:
-                    await conn.send(1, data)
-                except (ConnectionError, OSError):
-                    conn = None
-    finally:
-        try:
-            loop.remove_reader(master)
-        except (ValueError, OSError):
-            pass
-
-
-async def _pump_in_pty(conn, master):
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            data = await conn.read()
-            if not data:
-                return
-            view = memoryview(data)
-            while view:
-                try:
-                    n = os.write(master, view)
-                    view = view[n:]
-                except BlockingIOError:
-                    await asyncio.sleep(0.01)
-    except (ConnectionError, OSError):
-        return
-
-
-async def _pump_in_pipe(conn, stdin):
-    try:
-        while True:
-            data = await conn.read()
-            if not data:
-                break
-            stdin.write(data)
-            await stdin.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        try:
-            stdin.close()
-        except Exception:
-            pass
-
-
-async def _pump_out(reader, conn, stream) -> int:
-    n = 0
-    while True:
-        data = await reader.read(65536)
-        if not data:
-            return n
-        n += len(data)
-        try:
-            await conn.send(stream, data)
-        except (ConnectionError, OSError):
-            conn = _Null()
-
-
-class _Null:
-    async def send(self, *a):
-        pass
+    if ex.dir and ex.tty:
+        _resize_ctl(ex.dir, h, w)

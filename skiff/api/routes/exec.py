@@ -37,8 +37,9 @@ def register(app, engine):
             await _exec.start(engine, ex, conn, detach=False, tty=tty,
                               console_size=body.get("ConsoleSize"))
         except errors.SkiffError as e:
+            # dockerd writes a start error on the stdout stream, "\r\n"-ended
             try:
-                await conn.send(2 if not tty else 1, (e.message + "\n").encode())
+                await conn.send(1, (e.message + "\r\n").encode())
             except (ConnectionError, OSError):
                 pass
         except (ConnectionError, OSError):
