@@ -149,7 +149,7 @@ def write_id_maps(pid, uid_maps, gid_maps):
         f.write(_id_map_text(gid_maps))
 
 
-def _stage1(ch, cfg, join_paths, prog):
+def _stage1(ch, cfg, join_paths, prog, opts=None):
     """In the first child: enter or create namespaces (a new cgroup namespace
     is left to the init: it must be made once the init is in its cgroup),
     fork the init."""
@@ -185,7 +185,7 @@ def _stage1(ch, cfg, join_paths, prog):
         k.unshare(flags)
     pid = os.fork()
     if pid == 0:
-        _child(ch, _stage2, cfg, prog)
+        _child(ch, _stage2, cfg, prog, opts)
     ch.send(type="pid", pid=pid)
 
 
@@ -205,12 +205,13 @@ def _preimport(proc):
         import termios  # noqa: F401
 
 
-def _stage2(ch, cfg, prog):
+def _stage2(ch, cfg, prog, opts=None):
     from skiff.runtime import rootfs
     _preimport(cfg.process)
     os.setsid()
     k.prctl(k.PR_SET_DUMPABLE, 0)
-    opts = ch.expect("config")
+    if opts is None:  # after a sealed re-exec: sent by the parent
+        opts = ch.expect("config")
     in_userns = cfg.has_ns("user")
     root = cfg.root_path
     if not cfg.has_ns("mount"):
@@ -569,6 +570,12 @@ def cloexec_from(first):
                 pass
 
 
+def _init_config(opts):
+    """What the init needs from create's options (JSON-able: it is a
+    message after a sealed re-exec)."""
+    return {k: v for k, v in opts.items() if k != "console_sock_obj"}
+
+
 def close_fds_except(first, keep):
     """Close every fd >= first not in keep: in a forked stage, what the
     caller left open must not be held by a process inside the container
@@ -603,7 +610,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
-            _child(child, _stage1, cfg, join, prog)
+            _child(child, _stage1, cfg, join, prog, _init_config(opts))
         _enter_sealed(child, "init")
     child.close()
     console_fd = opts.pop("console_sock_obj", None)
@@ -626,7 +633,8 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         if msg.get("type") == "error":
             raise init_error(msg)
         init_pid = msg["pid"]
-        parent.tell(type="config", **opts)
+        if not DIRECT:
+            parent.tell(type="config", **_init_config(opts))
         # the init mounts its filesystems meanwhile
         if cgroup_mgr is not None:
             cgroup_mgr.add(init_pid)
