@@ -5,15 +5,28 @@
 #   ./install.sh          install
 #   ./install.sh --dev    also the test dependencies and the peers the tests
 #                         compare against (runc, crun, podman, skopeo, ...)
+#   ./install.sh --uninstall   remove the commands and /opt/skiff/venv (not
+#                         skiff's data in /var/lib/skiff, nor Debian packages)
 set -eu
 cd "$(dirname "$0")"
 PREFIX=${SKIFF_PREFIX:-/opt/skiff}
+BINDIR=${SKIFF_BINDIR:-/usr/local/bin}
 DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 
 if [ "$(id -u)" != 0 ]; then
   echo "install.sh: run as root (sudo ./install.sh)" >&2
   exit 1
+fi
+
+if [ "${1:-}" = "--uninstall" ]; then
+  # skiff-runtime's interpreter is a read-only bind mount (skiff/runtime/exeguard.py)
+  guard="$PREFIX/venv/libexec/skiff-runtime-python"
+  while grep -q " $guard " /proc/self/mountinfo 2>/dev/null; do umount -l "$guard"; done
+  for cmd in skiff skiffd skiff-runtime; do rm -f "$BINDIR/$cmd"; done
+  rm -rf "$PREFIX/venv"
+  echo "install.sh: skiff removed ($PREFIX/venv, $BINDIR/skiff*)"
+  exit 0
 fi
 
 PKGS="python3 python3-venv conmon catatonit iptables nftables iproute2 libseccomp2 busybox-static ca-certificates"
@@ -45,19 +58,19 @@ else
   "$PREFIX/venv/bin/pip" install -q .
 fi
 for cmd in skiff skiffd skiff-runtime; do
-  ln -sf "$PREFIX/venv/bin/$cmd" "/usr/local/bin/$cmd"
+  ln -sf "$PREFIX/venv/bin/$cmd" "$BINDIR/$cmd"
 done
 # skiff-runtime starts once per container command: a launcher without site (see skiff/runtime/launcher.py)
-"$PREFIX/venv/bin/python" -m skiff.runtime.launcher /usr/local/bin/skiff-runtime
-echo "install.sh: skiff installed in $PREFIX/venv; commands in /usr/local/bin"
+"$PREFIX/venv/bin/python" -m skiff.runtime.launcher "$BINDIR/skiff-runtime"
+echo "install.sh: skiff installed in $PREFIX/venv; commands in $BINDIR"
 
 # A first image that works offline: busybox built from Debian's static
 # busybox, loaded as busybox:latest (skiff starts skiffd on first use).
 if [ "$DEV" = 0 ] && [ "${SKIFF_NO_DEMO_IMAGE:-0}" = 0 ]; then
-  if ! /usr/local/bin/skiff image inspect busybox:latest >/dev/null 2>&1; then
+  if ! "$BINDIR/skiff" image inspect busybox:latest >/dev/null 2>&1; then
     tmp=$(mktemp -d)
     "$PREFIX/venv/bin/python" -m skiff.testing.images "$tmp/busybox.tar" busybox:latest >/dev/null
-    /usr/local/bin/skiff load -i "$tmp/busybox.tar"
+    "$BINDIR/skiff" load -i "$tmp/busybox.tar"
     rm -rf "$tmp"
   fi
 fi
