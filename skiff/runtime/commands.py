@@ -397,7 +397,12 @@ def _destroy(c, log, force=False):
     the poststop hooks (runc's destroy)."""
     if c.alive():
         mgr = c.cgroup()
-        if mgr is not None:
+        # with a pid namespace of its own, SIGKILL to the init ends every
+        # process of the container; otherwise (runc's signalAllProcesses)
+        # each process in its cgroup, which is then the container's only
+        # boundary. Never the whole cgroup when the container has its own
+        # pid namespace: a cgroupsPath may name a cgroup shared with others.
+        if mgr is not None and not _init_of_own_pid_ns(c.pid):
             try:
                 mgr.signal_all(9)
             except OSError:
@@ -427,6 +432,18 @@ def _destroy(c, log, force=False):
             hooks.run_hooks(hs, c.oci_state("stopped"), "poststop")
         except RuntimeFailure as e:
             log.warn(str(e))
+
+
+def _init_of_own_pid_ns(pid):
+    """Is ``pid`` the init (pid 1) of its own pid namespace?"""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return line.split()[-1] == b"1"
+    except OSError:
+        pass
+    return False
 
 
 def cmd_delete(root, opts, pos, log):

@@ -258,3 +258,35 @@ def test_default_cgroup_is_the_container_id_under_the_runtime_cgroup(runtime, ma
     finally:
         runtime.delete(cid, force=True)
     assert not os.path.exists(want["pids" if lay.mode != "v2" else ""])
+
+
+def test_delete_spares_other_processes_of_a_shared_cgroup(runtime, make_bundle):
+    """A cgroupsPath may name a cgroup that holds other processes too: with a
+    pid namespace of its own, `delete --force` ends the container (its init,
+    and so everything in its pid namespace) and nothing else there."""
+    import subprocess
+    cg_path = f"/{PREFIX}shared-{runtime.name}-{os.getpid()}"
+    shared = cgroups.for_spec(cg_path.lstrip("/"), {"cgroupsPath": cg_path})
+    shared.create()
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        shared.add(bystander.pid)
+        bundle = make_bundle(["sleep", "100"])
+        cid = runtime.new_id()
+        edit_config(bundle, lambda s: _with_cgroup(s, cg_path, {}))
+        runtime.create(bundle, id=cid)
+        runtime.start(cid)
+        init = runtime.state(cid)["pid"]
+        runtime.delete(cid, force=True, check=False)
+        assert cid not in runtime.list_ids()
+        assert not os.path.exists(f"/proc/{init}/status") or \
+            "zombie" in open(f"/proc/{init}/status").read()
+        if runtime.name == "crun":
+            # crun 1.8 (observed here) kills every process of the cgroup
+            assert bystander.poll() == -9
+        else:
+            assert bystander.poll() is None, "delete --force killed a process outside the container"
+    finally:
+        bystander.kill()
+        bystander.wait()
+        shared.destroy()
