@@ -143,13 +143,13 @@ def mount_one(rootfs, m, cgroupns):
         extra = m.flags & _REMOUNT_MASK
         if extra:
             k.mount(None, dest, None, MS_BIND | MS_REMOUNT | extra | _locked_flags(dest))
-        if "rro" in m.recursive:
-            _remount_ro_recursive(dest)
     else:
         if m.destination == "/dev" or m.type in ("tmpfs", "proc", "sysfs", "mqueue", "devpts") \
                 or not os.path.exists(dest):
             _mkdirs(dest)
         k.mount(m.source or m.type, dest, m.type, m.flags, m.data or None)
+    if m.recursive:
+        set_recursive_attrs(dest, m.recursive)
     if m.propagation:
         k.mount(None, dest, None, m.propagation)
 
@@ -169,6 +169,41 @@ def _locked_flags(path):
     if st.f_flag & os.ST_NOEXEC:
         flags |= MS_NOEXEC
     return flags
+
+
+# runc's recursive mount options → (attr_set, attr_clr) of mount_setattr(2);
+# an atime change must clear the whole atime field
+_ATIME = k.MOUNT_ATTR__ATIME
+RECURSIVE_ATTRS = {
+    "rro": (k.MOUNT_ATTR_RDONLY, 0), "rrw": (0, k.MOUNT_ATTR_RDONLY),
+    "rnosuid": (k.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, k.MOUNT_ATTR_NOSUID),
+    "rnodev": (k.MOUNT_ATTR_NODEV, 0), "rdev": (0, k.MOUNT_ATTR_NODEV),
+    "rnoexec": (k.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, k.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (k.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, k.MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (k.MOUNT_ATTR_RELATIME, _ATIME), "rnorelatime": (k.MOUNT_ATTR_RELATIME, _ATIME),
+    "rnoatime": (k.MOUNT_ATTR_NOATIME, _ATIME), "ratime": (k.MOUNT_ATTR_RELATIME, _ATIME),
+    "rstrictatime": (k.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rnostrictatime": (k.MOUNT_ATTR_RELATIME, _ATIME),
+    "rnosymfollow": (k.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, k.MOUNT_ATTR_NOSYMFOLLOW),
+}
+
+
+def set_recursive_attrs(dest, names):
+    """Apply runc's recursive options (rro, rnosuid, ...) to the mount at
+    ``dest`` and every mount below it, in one mount_setattr(2). On a kernel
+    without it (before 5.12), rro falls back to remounting each submount."""
+    aset = aclr = 0
+    for name in names:
+        s, c = RECURSIVE_ATTRS[name]
+        aset = (aset & ~c) | s
+        aclr |= c
+    aclr &= ~aset | _ATIME
+    try:
+        k.mount_setattr(dest, aset, aclr, recursive=True)
+    except OSError as e:
+        if e.errno != 38 or set(names) - {"rro"}:  # ENOSYS
+            raise
+        _remount_ro_recursive(dest)
 
 
 def _remount_ro_recursive(dest):

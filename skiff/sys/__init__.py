@@ -180,11 +180,41 @@ def _struct(name):
         class CapHeader(c.Structure):
             _fields_ = [("version", c.c_uint32), ("pid", c.c_int)]
 
+        class MountAttr(c.Structure):
+            _fields_ = [("attr_set", c.c_uint64), ("attr_clr", c.c_uint64),
+                        ("propagation", c.c_uint64), ("userns_fd", c.c_uint64)]
+
         class CapData(c.Structure):
             _fields_ = [("effective", c.c_uint32), ("permitted", c.c_uint32),
                         ("inheritable", c.c_uint32)]
-        _structs.update(OpenHow=OpenHow, CapHeader=CapHeader, CapData=CapData)
+        _structs.update(OpenHow=OpenHow, CapHeader=CapHeader, CapData=CapData,
+                        MountAttr=MountAttr)
     return _structs[name]
+
+
+SYS_mount_setattr = 442  # x86_64 and aarch64
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+
+def mount_setattr(path, attr_set: int, attr_clr: int = 0, recursive: bool = True) -> None:
+    """mount_setattr(2) on the mount at ``path`` (and, recursive, every mount
+    below it): the real recursive read-only etc. (kernel >= 5.12; ENOSYS before)."""
+    attr = _struct("MountAttr")(attr_set, attr_clr, 0, 0)
+    flags = AT_SYMLINK_NOFOLLOW | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(ctypes.c_long(SYS_mount_setattr), ctypes.c_int(-100), _b(path),
+                         ctypes.c_uint(flags), ctypes.byref(attr),
+                         ctypes.c_size_t(ctypes.sizeof(attr))), path)
 
 
 def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> int:

@@ -257,3 +257,31 @@ def test_missing_executable_fails_at_create(runtime, make_bundle):
     p = runtime.run(make_bundle(["/no/such/binary"]))
     assert p.returncode != 0
     assert "no such file or directory" in (p.stderr + p.stdout).lower()
+
+
+def test_recursive_readonly_bind(runtime, make_bundle, tmp_path):
+    """`rro` (mount_setattr with AT_RECURSIVE): the bind and every mount below
+    it are read-only; plain `ro` leaves the submounts writable."""
+    import subprocess
+    src = tmp_path / "data"
+    (src / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src / "sub")],
+                   check=True)
+    try:
+        script = ("for d in /mnt/rro /mnt/rro/sub /mnt/ro /mnt/ro/sub; do "
+                  "touch $d/f 2>/dev/null && echo $d:rw || echo $d:ro; done")
+        bundle = make_bundle(["sh", "-c", script])
+
+        def f(s):
+            s["mounts"] += [
+                {"destination": "/mnt/rro", "type": "bind", "source": str(src),
+                 "options": ["rbind", "rro"]},
+                {"destination": "/mnt/ro", "type": "bind", "source": str(src),
+                 "options": ["rbind", "ro"]},
+            ]
+        edit_config(bundle, f)
+        code, out = run_bundle(runtime, bundle)
+        assert code == 0, out
+        assert out.split() == ["/mnt/rro:ro", "/mnt/rro/sub:ro", "/mnt/ro:ro", "/mnt/ro/sub:rw"]
+    finally:
+        subprocess.run(["umount", "-l", str(src / "sub")], check=True)
