@@ -35,20 +35,25 @@ def register(app, engine):
         _ping_headers(resp)
         return resp
 
-    def version_obj():
+    def version_obj(build=None, comps_extra=()):
         u = os.uname()
-        details = {"ApiVersion": middleware.API_VERSION, "Arch": _arch(), "BuildTime": "",
-                   "Experimental": "false", "GitCommit": "skiff", "GoVersion": "python" + platform.python_version(),
+        commit, built = build or ("", "")
+        details = {"ApiVersion": middleware.API_VERSION, "Arch": _arch(), "BuildTime": built,
+                   "Experimental": "false", "GitCommit": commit, "GoVersion": "python" + platform.python_version(),
                    "KernelVersion": u.release, "MinAPIVersion": middleware.MIN_API_VERSION, "Os": "linux"}
-        comps = [{"Name": "Engine", "Version": middleware.VERSION, "Details": details},
-                 {"Name": "conmon", "Version": "2", "Details": {"GitCommit": ""}}]
+        comps = [{"Name": "Engine", "Version": middleware.VERSION, "Details": details}] + list(comps_extra)
         return {"Platform": {"Name": "skiff"}, "Components": comps, "Version": middleware.VERSION,
                 "ApiVersion": middleware.API_VERSION, "MinAPIVersion": middleware.MIN_API_VERSION,
-                "GitCommit": "skiff", "GoVersion": details["GoVersion"], "Os": "linux", "Arch": _arch(),
-                "KernelVersion": u.release, "BuildTime": ""}
+                "GitCommit": commit, "GoVersion": details["GoVersion"], "Os": "linux", "Arch": _arch(),
+                "KernelVersion": u.release, "BuildTime": built}
 
     async def version(request):
-        return json_response(version_obj())
+        # skiff's own parts where dockerd lists containerd, runc and docker-init:
+        # the monitor, the default runtime and the init, with the versions they report
+        from skiff import versions
+        build = await versions.build_info()
+        comps = await versions.components(engine.config)
+        return json_response(version_obj(build, comps))
 
     async def info(request):
         cs = list(engine.containers.values())

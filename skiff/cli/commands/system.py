@@ -103,66 +103,141 @@ def cmd_logout(cli, args, name="logout"):
 
 
 # -- version / info ---------------------------------------------------------------------
-VERSION_TMPL = """Client:
- Version:           {cv}
- API version:       {api}
- Python version:    {py}
- OS/Arch:           linux/{arch}
+_SERVER_KEYS = ("Platform", "Components", "Version", "ApiVersion", "MinAPIVersion", "GitCommit",
+                "GoVersion", "Os", "Arch", "KernelVersion", "Experimental", "BuildTime")
+_OMITEMPTY = ("Platform", "Components", "MinAPIVersion", "KernelVersion", "Experimental",
+              "BuildTime")
 
-Server: {srv_name}
- Engine:
-  Version:          {sv}
-  API version:      {sapi} (minimum version {smin})
-  Go version:       {go}
-  Git commit:       {commit}
-  Built:            {built}
-  OS/Arch:          {sos}/{sarch}
-  Experimental:     {exp}
-"""
+
+def _ansic(rfc3339: str) -> str:
+    """Go's reformatDate: an RFC 3339 time → time.ANSIC ("Mon Jan _2 15:04:05 2006");
+    anything else unchanged."""
+    import datetime
+    if "T" not in rfc3339:
+        return rfc3339
+    try:
+        t = datetime.datetime.fromisoformat(rfc3339)
+    except ValueError:
+        return rfc3339
+    if t.tzinfo is None:
+        return rfc3339
+    return t.strftime("%a %b ") + f"{t.day:2d}" + t.strftime(" %H:%M:%S %Y")
+
+
+def _server_version(srv: dict) -> dict:
+    """The daemon's answer as docker's CLI holds it (types.Version): its
+    fields in order, empty optional ones dropped, the Engine component's
+    BuildTime in ANSIC form, an Engine component made up when missing."""
+    srv = dict(srv)
+    comps = []
+    for comp in srv.get("Components") or []:
+        comp = {"Name": comp.get("Name", ""), "Version": comp.get("Version", ""),
+                **({"Details": {k: comp["Details"][k] for k in sorted(comp["Details"])}}
+                   if comp.get("Details") else {})}
+        if comp["Name"] == "Engine" and "BuildTime" in comp.get("Details", {}):
+            comp["Details"]["BuildTime"] = _ansic(comp["Details"]["BuildTime"])
+        comps.append(comp)
+    if not any(c["Name"] == "Engine" for c in comps):
+        det = {"ApiVersion": srv.get("ApiVersion", ""), "Arch": srv.get("Arch", ""),
+               "BuildTime": _ansic(srv.get("BuildTime", "")),
+               "Experimental": str(bool(srv.get("Experimental"))).lower(),
+               "GitCommit": srv.get("GitCommit", ""), "GoVersion": srv.get("GoVersion", ""),
+               "MinAPIVersion": srv.get("MinAPIVersion", ""), "Os": srv.get("Os", "")}
+        comps.append({"Name": "Engine", "Version": srv.get("Version", ""), "Details": det})
+    srv["Components"] = comps
+    srv["Platform"] = {"Name": (srv.get("Platform") or {}).get("Name", "")}
+    out = {}
+    for k in _SERVER_KEYS:
+        v = srv.get(k, "" if k != "Experimental" else False)
+        if k in _OMITEMPTY and not v:
+            continue
+        out[k] = v
+    return out
+
+
+def _tabwrite(rows) -> str:
+    """docker's tabwriter (minwidth 20, padding 1): ``(key, value)`` rows in a
+    run are aligned; a plain string row ends the run."""
+    out, run = [], []
+
+    def flush():
+        if run:
+            width = max(20, max(len(k) + 1 for k, _ in run))
+            out.extend(k.ljust(width) + v for k, v in run)
+            run.clear()
+    for r in rows:
+        if isinstance(r, tuple):
+            run.append(r)
+        else:
+            flush()
+            out.append(r)
+    flush()
+    return "\n".join(out) + "\n"
+
+
+def _version_text(client: dict, srv: dict | None) -> str:
+    """docker 28's default ``version`` template, field for field."""
+    name = (client.get("Platform") or {}).get("Name", "")
+    api = client["ApiVersion"]
+    if api != client.get("DefaultAPIVersion"):
+        api += f" (downgraded from {client.get('DefaultAPIVersion')})"
+    rows = ["Client:" + (f" {name}" if name else ""),
+            (" Version:", client["Version"]), (" API version:", api),
+            (" Go version:", client["GoVersion"]), (" Git commit:", client["GitCommit"]),
+            (" Built:", client.get("BuildTime", "")),
+            (" OS/Arch:", f"{client['Os']}/{client['Arch']}"), (" Context:", client["Context"])]
+    if srv is not None:
+        pname = (srv.get("Platform") or {}).get("Name", "")
+        rows += ["", "Server:" + (f" {pname}" if pname else "")]
+        for comp in srv.get("Components") or []:
+            det = comp.get("Details") or {}
+            rows.append(f" {comp['Name']}:")
+            if comp["Name"] == "Engine":
+                rows += [("  Version:", comp.get("Version", "")),
+                         ("  API version:", f"{det.get('ApiVersion', '')} (minimum version "
+                                            f"{det.get('MinAPIVersion', '')})"),
+                         ("  Go version:", det.get("GoVersion", "")),
+                         ("  Git commit:", det.get("GitCommit", "")),
+                         ("  Built:", det.get("BuildTime", "")),
+                         ("  OS/Arch:", f"{det.get('Os', '')}/{det.get('Arch', '')}"),
+                         ("  Experimental:", det.get("Experimental", ""))]
+            else:
+                rows.append(("  Version:", comp.get("Version", "")))
+                rows += [(f"  {k}:", str(det[k])) for k in sorted(det)]
+    return _tabwrite(rows)
 
 
 def cmd_version(cli, args, name="version"):
     import platform
-    from skiff import __version__
+    from skiff import __version__, versions
     from skiff.cli.client import ConnectError, MAX_API_VERSION
     cmd = Command(cli, name, "[OPTIONS]", [F("f,format", "str", "")], args, max_args=0)
-    client_info = {"Version": __version__, "ApiVersion": MAX_API_VERSION,
-                   "DefaultAPIVersion": MAX_API_VERSION,
-                   "GoVersion": "python" + platform.python_version(), "Os": "linux",
-                   "Arch": _arch(platform.machine())}
+    commit, built = versions.build_info_sync()
+    client = {"Platform": {"Name": "skiff"}, "Version": __version__,
+              "ApiVersion": MAX_API_VERSION, "DefaultAPIVersion": MAX_API_VERSION,
+              "GitCommit": commit, "GoVersion": "python" + platform.python_version(),
+              "Os": "linux", "Arch": _arch(platform.machine()), "BuildTime": _ansic(built),
+              "Context": "default"}
+    if not client["BuildTime"]:
+        del client["BuildTime"]
+    err = None
     try:
-        srv = cli.client.get("/version")
-        client_info["ApiVersion"] = cli.client.version
+        srv = _server_version(cli.client.get("/version"))
+        client["ApiVersion"] = cli.client.version
     except ConnectError as e:
         srv = None
         err = e
     if cmd.opts.format:
         out = T.render(cmd.opts.format.replace("\\n", "\n").replace("\\t", "\t"),
-                       {"Client": client_info, "Server": srv})
+                       {"Client": client, "Server": srv})
         print(out)
+        if err is not None:
+            sys.stderr.write(f"{err}\n")
         return 0 if srv is not None else 1
-    arch = client_info["Arch"]
+    sys.stdout.write(_version_text(client, srv))
     if srv is None:
-        sys.stdout.write(f"Client:\n Version:           {__version__}\n API version:       "
-                         f"{MAX_API_VERSION}\n Python version:    {platform.python_version()}\n"
-                         f" OS/Arch:           linux/{arch}\n")
         sys.stderr.write(f"{err}\n")
         return 1
-    comp = next((c for c in srv.get("Components") or [] if c.get("Name") == "Engine"), {})
-    det = comp.get("Details") or {}
-    sys.stdout.write(VERSION_TMPL.format(
-        cv=__version__, api=cli.client.version, py=platform.python_version(), arch=arch,
-        srv_name=srv.get("Platform", {}).get("Name", ""), sv=srv.get("Version", ""),
-        sapi=srv.get("ApiVersion", ""), smin=srv.get("MinAPIVersion", ""),
-        go=srv.get("GoVersion", ""), commit=srv.get("GitCommit", ""),
-        built=srv.get("BuildTime", ""), sos=srv.get("Os", ""), sarch=srv.get("Arch", ""),
-        exp=str(bool(det.get("Experimental") == "true" or srv.get("Experimental"))).lower()))
-    for c in srv.get("Components") or []:
-        if c.get("Name") == "Engine":
-            continue
-        sys.stdout.write(f" {c.get('Name')}:\n  Version:          {c.get('Version', '')}\n")
-        for k, v in (c.get("Details") or {}).items():
-            sys.stdout.write(f"  {k + ':':<18}{v}\n")
     return 0
 
 
