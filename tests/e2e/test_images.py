@@ -278,3 +278,48 @@ def test_rmi_of_last_tag_of_a_repository_drops_its_digests(skiffd, netns_registr
         assert f"{host}/h5b/dropdigest" not in r.stdout.split()
     finally:
         _rmi_quiet(skiffd, ref)
+
+
+def test_import_from_url(skiffd, tmp_path):
+    """`docker import http://...`: skiffd fetches the tar itself (a file
+    server on 127.0.0.1 inside the daemon's own network namespace)."""
+    import socket
+    import subprocess
+    import time
+
+    serve = tmp_path / "www"
+    serve.mkdir()
+    rootfs_tar(str(serve / "rootfs.tar"), {"/marker": "from-url\n"})
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]  # free on the host; the daemon's netns is empty
+    probe.close()
+    srv = subprocess.Popen(["nsenter", f"--net=/run/netns/{skiffd.netns}", "--",
+                            "/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
+                            str(port), "--directory", str(serve)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        check = f"import socket; socket.create_connection(('127.0.0.1', {port}), 0.5)"
+        deadline = time.monotonic() + 20
+        while skiffd.nsexec("/usr/bin/python3", "-c", check).returncode != 0:
+            assert time.monotonic() < deadline, "file server did not start"
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        r = skiffd.docker("import", "-c", 'CMD ["cat", "/marker"]', f"{url}/rootfs.tar",
+                          "h5b/from-url:1")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[0] == f"Downloading from {url}/rootfs.tar"
+        assert r.stdout.splitlines()[-1].startswith("sha256:")
+        try:
+            r = skiffd.docker("run", "--rm", "--network", "none", "h5b/from-url:1")
+            assert r.returncode == 0 and r.stdout == "from-url\n", r.stderr
+        finally:
+            _rmi_quiet(skiffd, "h5b/from-url:1")
+        r = skiffd.docker("import", f"{url}/missing.tar", "h5b/from-url:2")
+        assert r.returncode == 1
+        assert f"failed to GET {url}/missing.tar with status 404" in r.stderr
+        r = skiffd.docker("image", "inspect", "h5b/from-url:2")
+        assert r.returncode == 1
+    finally:
+        srv.terminate()
+        srv.wait()

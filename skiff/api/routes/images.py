@@ -7,6 +7,7 @@ import base64
 import json
 import tempfile
 import threading
+import time
 
 from aiohttp import web
 
@@ -232,19 +233,55 @@ def register(app, engine):
 
     async def _import(request, imgs):
         q = request.query
-        if q.get("fromSrc") != "-":
-            raise errors.InvalidArgument(
-                "importing from a URL is not supported: pipe the tar on stdin (fromSrc=-)")
         repo = q.get("repo") or None
         t = q.get("tag") or None
         changes = q.getall("changes", [])
         message = q.get("message", "")
+        if q.get("fromSrc") != "-":
+            return await _import_url(request, imgs, q.get("fromSrc"), repo, t, changes, message)
         spool = await _spool_body(request)
 
         def job(progress, cancel):
             try:
                 img = imgs.import_tar(spool, repo, t, changes=changes, message=message)
             finally:
+                spool.close()
+            return [{"status": img.id}]
+
+        return await stream_job(request, job, on_done=lambda out: engine_events(
+            engine, "image", "import", out[0]["status"], {}))
+
+    async def _import_url(request, imgs, src, repo, t, changes, message):
+        """`docker import URL`: the daemon fetches the tar (http or https; a
+        bare host gets http://, as dockerd), "Downloading from", "Importing"
+        progress, then the image id. A failed GET is an HTTP error."""
+        if "://" not in src:
+            src = "http://" + src
+        resp = await asyncio.to_thread(_http_get, src)
+
+        def job(progress, cancel):
+            spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+            try:
+                progress({"status": f"Downloading from {src}"})
+                total = int(resp.headers.get("Content-Length") or -1)
+                done = 0
+                last = 0.0
+                while chunk := resp.read(1 << 20):
+                    if cancel.is_set():
+                        raise errors.Unavailable("client went away")
+                    spool.write(chunk)
+                    done += len(chunk)
+                    now = time.monotonic()
+                    if now - last > 0.1:
+                        last = now
+                        detail = {"current": done}
+                        if total > 0:
+                            detail["total"] = total
+                        progress({"status": "Importing", "progressDetail": detail})
+                spool.seek(0)
+                img = imgs.import_tar(spool, repo, t, changes=changes, message=message)
+            finally:
+                resp.close()
                 spool.close()
             return [{"status": img.id}]
 
@@ -328,6 +365,23 @@ def _takes_quiet(fn) -> bool:
         return "quiet" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _http_get(url):
+    """GET ``url`` (an open response), or the error dockerd gives."""
+    import urllib.error
+    import urllib.request
+    if not url.startswith(("http://", "https://")):
+        raise errors.InvalidArgument(f"unsupported protocol scheme in {url!r}: "
+                                     "only http and https can be imported")
+    try:
+        return urllib.request.urlopen(url, timeout=30)
+    except urllib.error.HTTPError as e:
+        body = e.read(512).decode("utf-8", "replace").strip()
+        raise errors.Internal(f"failed to GET {url} with status {e.code} {e.reason}: {body}")
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise errors.Internal(f'Get "{url}": {reason}')
 
 
 async def _spool_body(request):
