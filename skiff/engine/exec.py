@@ -16,6 +16,8 @@ from skiff.engine import user as _user
 from skiff.engine.engine import merge_env
 from skiff.engine.monitor import CONMON, attach_socket
 
+CONN_SOCK_BUF_SIZE = 32 * 1024      # conmon's read size on the attach socket
+
 
 class ExecInstance:
     def __init__(self, container, cfg: dict):
@@ -315,9 +317,12 @@ async def _pump(ex, sock, conn, tty, attach_in) -> bool:
                 data = await conn.read()
                 if not data:
                     break
-                await loop.sock_sendall(sock, data)
+                # one SEQPACKET message per conmon read: at most 32 KiB each
+                # (a longer one is cut short, past the socket buffer refused)
+                for i in range(0, len(data), CONN_SOCK_BUF_SIZE):
+                    await loop.sock_sendall(sock, data[i:i + CONN_SOCK_BUF_SIZE])
         except (ConnectionError, OSError):
-            return
+            pass
         if not tty:
             # conmon closes the process's stdin (with a TTY that would be the
             # terminal itself: leave it open, as docker does)

@@ -71,6 +71,18 @@ def test_detached_exec_exit_code_is_recorded(skiffd, box):
     assert (info["Running"], info["ExitCode"]) == (False, 9)
 
 
+def test_exec_stdin_and_output_in_bulk(skiffd, box):
+    # input reaches the process whole (through the monitor in 32 KiB packets)
+    data = os.urandom(300_000)
+    r = skiffd.docker("exec", "-i", box, "sh", "-c", "cat > /tmp/in; wc -c < /tmp/in; md5sum /tmp/in",
+                      input=data, text=False, check=True)
+    import hashlib
+    assert r.stdout.split()[:2] == [b"300000", hashlib.md5(data).hexdigest().encode()]
+    r = skiffd.docker("exec", box, "sh", "-c", "head -c 5000000 /dev/zero; echo done >&2",
+                      text=False, check=True)
+    assert (len(r.stdout), r.stderr) == (5_000_000, b"done\n")
+
+
 def _procs(d, name):
     """{pid: command} of the container's processes, from docker top."""
     out = d.docker("top", name, "-o", "pid,args", check=True).stdout.splitlines()[1:]
