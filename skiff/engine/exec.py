@@ -172,11 +172,18 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
     attach_in = attach and bool(ex.cfg.get("AttachStdin"))
     xdir = os.path.join(engine.monitor.dir(c.id), "exec-" + ex.id[:16])
     shutil.rmtree(xdir, ignore_errors=True)
-    os.makedirs(xdir)
+    os.makedirs(xdir, mode=0o700)    # the process spec holds its env
     ex.dir = xdir
     pfile = os.path.join(xdir, "process.json")
+    try:
+        spec = _process_spec(engine, ex, tty, console_size)
+    except BaseException:
+        # dockerd: any error before the process runs leaves ExitCode 126
+        ex.exit_code = 126
+        _done(engine, ex)
+        raise
     with open(pfile, "w") as f:
-        json.dump(_process_spec(engine, ex, tty, console_size), f)
+        json.dump(spec, f)
     engine.events.emit("container", "exec_start: " + " ".join(ex.cfg["Cmd"]), c.id,
                        {"name": c.name, "image": c.config.get("Image", ""), "execID": ex.id})
     sync = att = None

@@ -32,6 +32,13 @@ def test_exec_that_cannot_start_prints_dockers_error(skiffd, box, tty, cmd, code
     assert (r.returncode, r.stdout, r.stderr) == (code, (msg + "\r\n").encode(), b"")
 
 
+def test_exec_with_an_unknown_user(skiffd, box):
+    # dockerd: an error before the process runs is written on the stream, code 126
+    r = skiffd.docker("exec", "-u", "nosuchuser", box, "true", text=False)
+    assert (r.returncode, r.stdout) == (
+        126, b"unable to find user nosuchuser: no matching entries in passwd file\r\n")
+
+
 def test_exec_that_cannot_start_through_docker_py(skiffd, box):
     c = skiffd.client.containers.get(box)
     res = c.exec_run(["nope"])
