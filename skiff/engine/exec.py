@@ -30,6 +30,7 @@ class ExecInstance:
         self.proc = None
         self.dir = ""
         self.tty = False
+        self.engine = None
         self.started = False
         self.done = asyncio.Event()
 
@@ -56,6 +57,9 @@ def create(engine, ref: str, cfg: dict) -> ExecInstance:
         raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
     if not cfg.get("Cmd"):
         raise errors.InvalidArgument("No exec command specified")
+    if cfg.get("DetachKeys"):
+        from skiff.engine.engine import parse_detach_keys
+        parse_detach_keys(cfg["DetachKeys"])
     ex = ExecInstance(c, cfg)
     engine.execs[ex.id] = ex
     c.rec["ExecIDs"] = (c.rec.get("ExecIDs") or []) + [ex.id]
@@ -165,6 +169,7 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
     if not c.running:
         raise errors.Conflict(f"container {c.id} is not running")
     ex.started = True
+    ex.engine = engine
     tty = bool(ex.cfg.get("Tty")) if tty is None else tty
     ex.tty = tty
     console_size = console_size or ex.cfg.get("ConsoleSize")
@@ -266,7 +271,8 @@ async def _spawn_conmon(engine, ex, xdir, pfile, *, tty, stdin, attach):
             "--runtime-arg", "--log", "--runtime-arg", os.path.join(xdir, "runtime.log"),
             "--exec", "--exec-process-spec", pfile]
     if tty:
-        args.append("-t")
+        # conmon's stdin is the terminal itself then: a client's EOF must not close it
+        args += ["-t", "--leave-stdin-open"]
     if stdin:
         args.append("-i")
     if attach:
@@ -315,34 +321,59 @@ async def _spawn_conmon(engine, ex, xdir, pfile, *, tty, stdin, attach):
 async def _pump(ex, sock, conn, tty, attach_in) -> bool:
     """conmon's attach socket → the client (packets: 2 stdout, 3 stderr);
     the client's input → the socket (its EOF closes the process's stdin).
-    → True if the client went away before the output ended."""
+    With a TTY the detach keys (default ctrl-p,ctrl-q) end the session and
+    leave the process running, as Docker's. → True if the session ended
+    before the output did (client gone or detached)."""
+    from skiff.engine.engine import _scan_detach, parse_detach_keys
     loop = asyncio.get_running_loop()
+    keys = parse_detach_keys(ex.cfg.get("DetachKeys")) if (tty and attach_in) else b""
+    detached = loop.create_future()
 
     async def pump_in():
+        held = b""
         try:
             while True:
                 data = await conn.read()
                 if not data:
                     break
+                if keys:
+                    data, held, hit = _scan_detach(held + data, keys)
+                    if hit:
+                        if data:
+                            await loop.sock_sendall(sock, data)
+                        detached.set_result(True)
+                        return
                 # one SEQPACKET message per conmon read: at most 32 KiB each
                 # (a longer one is cut short, past the socket buffer refused)
                 for i in range(0, len(data), CONN_SOCK_BUF_SIZE):
                     await loop.sock_sendall(sock, data[i:i + CONN_SOCK_BUF_SIZE])
         except (ConnectionError, OSError):
             pass
-        if not tty:
-            # conmon closes the process's stdin (with a TTY that would be the
-            # terminal itself: leave it open, as docker does)
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+        if tty:
+            # Docker: with a TTY the client's EOF ends the session (the
+            # process keeps its terminal and goes on)
+            if not detached.done():
+                detached.set_result(False)
+            return
+        # conmon closes the process's stdin
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
     in_task = loop.create_task(pump_in()) if attach_in else None
-    client_gone = False
+    ended_early = False
     try:
         while True:
+            recv = loop.create_task(loop.sock_recv(sock, 65537))
+            done, _ = await asyncio.wait({recv, detached}, return_when=asyncio.FIRST_COMPLETED)
+            if recv not in done:
+                recv.cancel()
+                ended_early = True
+                if detached.result():
+                    _emit(ex, "exec_detach")
+                break
             try:
-                pkt = await loop.sock_recv(sock, 65537)
+                pkt = recv.result()
             except (ConnectionError, OSError):
                 break
             if not pkt:
@@ -351,12 +382,22 @@ async def _pump(ex, sock, conn, tty, attach_in) -> bool:
             try:
                 await conn.send(stream, pkt[1:])
             except (ConnectionError, OSError):
-                client_gone = True
+                ended_early = True
                 break
     finally:
         if in_task:
             in_task.cancel()
-    return client_gone
+        if not detached.done():
+            detached.cancel()
+    return ended_early
+
+
+def _emit(ex, action):
+    eng = ex.engine
+    if eng is not None:
+        c = ex.container
+        eng.events.emit("container", action, c.id,
+                        {"name": c.name, "image": c.config.get("Image", ""), "execID": ex.id})
 
 
 async def _reap(engine, ex, sync):

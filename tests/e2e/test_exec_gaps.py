@@ -90,9 +90,37 @@ def test_exec_stdin_and_output_in_bulk(skiffd, box):
     assert (len(r.stdout), r.stderr) == (5_000_000, b"done\n")
 
 
+def test_exec_it_detach_keys_leave_the_process_running(skiffd, box):
+    from tests.e2e.helpers_pty import run_in_pty
+    # the docker CLI catches its detach keys itself (and says so, exit 1)
+    out, code = run_in_pty(["docker", "-H", skiffd.host, "exec", "-it", box, "sh", "-c",
+                            "echo ready; exec sleep 777"], skiffd.env(),
+                           [(b"ready", b"\x10\x11")])
+    assert (code, out.replace(b"\r", b"").split(b"\n")[1]) == (1, b"read escape sequence"), out
+    assert "sleep 777" in _procs(skiffd, box).values()
+    # an API client that sends them: the daemon ends the session, the process goes on
+    api = skiffd.client.api
+    eid = api.exec_create(box, ["sh", "-c", "echo ready; exec sleep 778"], stdin=True, tty=True,
+                          detach_keys="ctrl-x")["Id"]
+    sock = api.exec_start(eid, tty=True, socket=True)._sock
+    sock.settimeout(20)
+    got = b""
+    while b"ready" not in got:
+        got += sock.recv(100)
+    sock.sendall(b"\x18")
+    while sock.recv(100):
+        pass
+    sock.close()
+    info = api.exec_inspect(eid)
+    assert info["Running"] is True and info["ExitCode"] is None
+    assert "sleep 778" in _procs(skiffd, box).values()
+    r = skiffd.docker("exec", "--detach-keys", "ctrl-", box, "true")
+    assert r.returncode != 0 and "Invalid" in r.stderr
+
+
 def _procs(d, name):
     """{pid: command} of the container's processes, from docker top."""
-    out = d.docker("top", name, "-o", "pid,args", check=True).stdout.splitlines()[1:]
+    out = d.docker("top", name, "-eo", "pid,args", check=True).stdout.splitlines()[1:]
     return {int(l.split(None, 1)[0]): l.split(None, 1)[1].strip() for l in out if l.strip()}
 
 

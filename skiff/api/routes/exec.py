@@ -9,9 +9,17 @@ from skiff.api.streams import Hijacked
 from skiff.engine import exec as _exec
 
 
+_FIELDS = {k.lower(): k for k in (
+    "User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout",
+    "Detach", "DetachKeys", "Env", "WorkingDir", "Cmd")}
+
+
 def register(app, engine):
     async def create(request):
         body = await json_body(request, {}) or {}
+        # Go's JSON decoding matches field names case-insensitively (docker-py
+        # sends "detachKeys")
+        body = {_FIELDS.get(k.lower(), k): v for k, v in body.items()}
         cmd = body.get("Cmd")
         if isinstance(cmd, str):
             body["Cmd"] = [cmd]
