@@ -17,6 +17,7 @@ from skiff.engine.engine import merge_env
 from skiff.engine.monitor import CONMON, attach_socket
 
 CONN_SOCK_BUF_SIZE = 32 * 1024      # conmon's read size on the attach socket
+START_TIMEOUT = 120                 # s for conmon and the runtime to report the process
 
 
 class ExecInstance:
@@ -198,13 +199,13 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
         sync, att, start_w = await _spawn_conmon(engine, ex, xdir, pfile, tty=tty,
                                                  stdin=attach_in, attach=attach)
         if attach:
-            await att.next()              # conmon's attach socket is ready
+            await asyncio.wait_for(att.next(), START_TIMEOUT)   # the attach socket is ready
             sock = await attach_socket(xdir)
             os.write(start_w, b"\0")     # now let it run the runtime
         os.close(start_w)
         start_w = -1
-        first = await sync.next()
-    except BaseException:
+        first = await asyncio.wait_for(sync.next(), START_TIMEOUT)
+    except BaseException as e:
         if start_w >= 0:
             os.close(start_w)
         if sock is not None:
@@ -212,7 +213,12 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
         if sync is not None:
             sync.close()
         ex.exit_code = 126
+        if isinstance(e, asyncio.TimeoutError):
+            _kill_conmon(xdir)
         _done(engine, ex)
+        if isinstance(e, asyncio.TimeoutError):
+            raise errors.Internal(f"OCI runtime exec failed: the exec did not start in "
+                                  f"{START_TIMEOUT} s: unknown") from None
         raise
     finally:
         if att is not None:
@@ -420,6 +426,17 @@ async def _reap(engine, ex, sync):
     if ex.proc is not None:
         ex.proc.returncode = ex.exit_code
     _done(engine, ex)
+
+
+def _kill_conmon(xdir: str):
+    try:
+        with open(os.path.join(xdir, "conmon.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == "conmon":
+                os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
 
 
 def _read_exit(xdir: str, cid: str):
