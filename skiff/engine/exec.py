@@ -213,8 +213,7 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
         if sync is not None:
             sync.close()
         ex.exit_code = 126
-        if isinstance(e, asyncio.TimeoutError):
-            _kill_conmon(xdir)
+        _kill_conmon(xdir)      # cancelled or timed out: nothing is to start now
         _done(engine, ex)
         if isinstance(e, asyncio.TimeoutError):
             raise errors.Internal(f"OCI runtime exec failed: the exec did not start in "
