@@ -43,6 +43,7 @@ class Channel:
         self.rfd = rfd
         self.wfd = wfd
         self.buf = b""
+        self.in_init = True  # False: the other side is an exec's process
 
     def send(self, **msg):
         data = (fastjson.dumps(msg) + "\n").encode()
@@ -68,7 +69,7 @@ class Channel:
         except BrokenPipeError:
             err = self.recv()
             if err is not None and err.get("type") == "error":
-                raise init_error(err) from None
+                raise init_error(err, self.in_init) from None
             raise RuntimeFailure("container init exited unexpectedly") from None
 
     def expect(self, typ):
@@ -76,7 +77,7 @@ class Channel:
         if msg is None:
             raise RuntimeFailure("container init exited unexpectedly")
         if msg.get("type") == "error":
-            raise init_error(msg)
+            raise init_error(msg, self.in_init)
         if msg.get("type") != typ:
             raise RuntimeFailure(f"unexpected message from init: {msg}")
         return msg
@@ -89,12 +90,12 @@ class Channel:
                 pass
 
 
-def init_error(msg):
+def init_error(msg, in_init=True):
     """The failure a stage reported, in runc's words: "unable to start
-    container process: " + (for anything but the executable lookup)
-    "error during container init: " + what failed."""
+    container process: " + (in a container's init, for anything but the
+    executable lookup) "error during container init: " + what failed."""
     text = msg["msg"]
-    if not msg.get("exec"):
+    if in_init and not msg.get("exec"):
         text = "error during container init: " + text
     return RuntimeFailure("unable to start container process: " + text)
 
@@ -317,7 +318,7 @@ def _finalize_process(proc, opts, console_fd=None, prog=None):
     except PermissionError:
         chdir_late = True  # retry after switching user (runc does the same)
     except OSError as e:
-        raise RuntimeFailure(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
+        raise RuntimeFailure(f'chdir to cwd ("{proc.cwd}") set in config.json failed: '
                              f"{e.strerror.lower()}") from None
     if prog is not None and not proc.no_new_privileges:
         # without no_new_privs the kernel wants CAP_SYS_ADMIN: load it while
@@ -335,7 +336,7 @@ def _finalize_process(proc, opts, console_fd=None, prog=None):
         try:
             os.chdir(proc.cwd)
         except OSError as e:
-            raise RuntimeFailure(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
+            raise RuntimeFailure(f'chdir to cwd ("{proc.cwd}") set in config.json failed: '
                                  f"{e.strerror.lower()}") from None
     verify_cwd()
     os.umask(u.umask if u.umask is not None else 0o022)
@@ -723,6 +724,7 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         k.preload()  # see spawn_init
         _preimport(proc)
     parent, child = channel_pair()
+    parent.in_init = False
     pid1 = os.fork()
     if pid1 == 0:
         parent.close()
@@ -754,7 +756,7 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         # EOF (the write end closed on execve) = success; a message = failure
         msg = parent.recv()
         if msg is not None and msg.get("type") == "error":
-            raise init_error(msg)
+            raise init_error(msg, in_init=False)
         return pid2
     except BaseException:
         for p in (pid1, pid2):

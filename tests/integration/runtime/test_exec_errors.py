@@ -98,3 +98,20 @@ def test_exec_in_a_missing_container_exits_255(runtime):
     else:
         assert p.returncode == 255
         assert "exec failed: container does not exist" in p.stderr
+
+
+def test_exec_with_a_missing_cwd_exits_255(runtime, make_bundle, tmp_path):
+    cid = runtime.create(make_bundle(["sleep", "100"]))
+    runtime.start(cid)
+    log = tmp_path / "exec.log"
+    p = runtime.cmd("--log", str(log), "--log-format", "json", "exec", "--cwd", "/nosuchdir",
+                    cid, "true")
+    assert p.returncode == 255, p.stderr
+    msgs = _log_errors(log)
+    assert msgs, "no error-level entry in --log"
+    if runtime.name == "crun":
+        assert "/nosuchdir" in msgs[-1]
+    else:
+        assert msgs[-1] == ('exec failed: unable to start container process: chdir to cwd '
+                            '("/nosuchdir") set in config.json failed: no such file or directory')
+    runtime.delete(cid, force=True)
