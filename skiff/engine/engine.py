@@ -1075,12 +1075,12 @@ class Engine:
                         if hit:
                             detached["v"] = True
                             if data:
-                                await loop.sock_sendall(s, data)
+                                await _send_packets(loop, s, data)
                             if not stdin_done.done():
                                 stdin_done.set_result(None)
                             return
                     if use_stdin and data:
-                        await loop.sock_sendall(s, data)
+                        await _send_packets(loop, s, data)
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -1231,6 +1231,13 @@ def parse_detach_keys(spec: str | None) -> bytes:
         else:
             raise errors.InvalidArgument(f"Invalid escape keys ({spec}) provided")
     return bytes(out)
+
+
+async def _send_packets(loop, sock, data):
+    """To conmon's attach socket (SOCK_SEQPACKET): one message per conmon
+    read, at most 32 KiB each (a longer one would be cut short)."""
+    for i in range(0, len(data), 32 * 1024):
+        await loop.sock_sendall(sock, data[i:i + 32 * 1024])
 
 
 def _scan_detach(data: bytes, keys: bytes):

@@ -132,3 +132,15 @@ def test_bad_options_fail_at_create_and_warnings_are_returned(skiffd):
     c = skiffd.client.api.create_container("busybox", "true", host_config=skiffd.client.api.
                                            create_host_config(oom_kill_disable=True))
     assert any("OOM killer is disabled" in w for w in c["Warnings"])
+
+
+def test_attached_stdin_larger_than_a_conmon_packet(skiffd, tmp_path):
+    """docker run -i: all of a 3 MB stdin reaches the container (conmon
+    reads its attach socket 32 KiB per packet)."""
+    import hashlib
+    import os
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    r = skiffd.docker("run", "--rm", "-i", "--network", "none", "busybox", "md5sum",
+                      input=data, text=False, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split()[0] == hashlib.md5(data).hexdigest()
