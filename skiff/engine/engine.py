@@ -20,7 +20,7 @@ from skiff.engine import user as _user
 from skiff.engine.config import DaemonConfig
 from skiff.engine.container import Container, new_state, now_ts, ZERO_TIME
 from skiff.engine.events import Events
-from skiff.engine.monitor import Monitor, attach_socket
+from skiff.engine.monitor import Monitor, attach_socket, send_packets
 from skiff.engine.rootfs import Rootfs
 from skiff.engine.state import StateDB
 
@@ -1075,12 +1075,12 @@ class Engine:
                         if hit:
                             detached["v"] = True
                             if data:
-                                await _send_packets(loop, s, data)
+                                await send_packets(loop, s, data)
                             if not stdin_done.done():
                                 stdin_done.set_result(None)
                             return
                     if use_stdin and data:
-                        await _send_packets(loop, s, data)
+                        await send_packets(loop, s, data)
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -1232,12 +1232,6 @@ def parse_detach_keys(spec: str | None) -> bytes:
             raise errors.InvalidArgument(f"Invalid escape keys ({spec}) provided")
     return bytes(out)
 
-
-async def _send_packets(loop, sock, data):
-    """To conmon's attach socket (SOCK_SEQPACKET): one message per conmon
-    read, at most 32 KiB each (a longer one would be cut short)."""
-    for i in range(0, len(data), 32 * 1024):
-        await loop.sock_sendall(sock, data[i:i + 32 * 1024])
 
 
 def _scan_detach(data: bytes, keys: bytes):

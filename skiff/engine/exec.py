@@ -14,9 +14,8 @@ from skiff import errors
 from skiff import oci
 from skiff.engine import user as _user
 from skiff.engine.engine import merge_env
-from skiff.engine.monitor import CONMON, attach_socket
+from skiff.engine.monitor import CONMON, attach_socket, send_packets
 
-CONN_SOCK_BUF_SIZE = 32 * 1024      # conmon's read size on the attach socket
 START_TIMEOUT = 120                 # s for conmon and the runtime to report the process
 
 
@@ -345,13 +344,10 @@ async def _pump(ex, sock, conn, tty, attach_in) -> bool:
                     data, held, hit = _scan_detach(held + data, keys)
                     if hit:
                         if data:
-                            await loop.sock_sendall(sock, data)
+                            await send_packets(loop, sock, data)
                         detached.set_result(True)
                         return
-                # one SEQPACKET message per conmon read: at most 32 KiB each
-                # (a longer one is cut short, past the socket buffer refused)
-                for i in range(0, len(data), CONN_SOCK_BUF_SIZE):
-                    await loop.sock_sendall(sock, data[i:i + CONN_SOCK_BUF_SIZE])
+                await send_packets(loop, sock, data)
         except (ConnectionError, OSError):
             pass
         if tty:

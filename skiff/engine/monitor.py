@@ -270,6 +270,16 @@ def _clean_runtime_err(s: str) -> str:
     return last
 
 
+CONN_SOCK_BUF_SIZE = 32 * 1024  # conmon reads its attach socket this much per packet
+
+
+async def send_packets(loop, sock, data):
+    """To conmon's attach socket (SOCK_SEQPACKET): one message per conmon
+    read, at most 32 KiB each (a longer one would be cut short)."""
+    for i in range(0, len(data), CONN_SOCK_BUF_SIZE):
+        await loop.sock_sendall(sock, data[i:i + CONN_SOCK_BUF_SIZE])
+
+
 async def attach_socket(bundle: str):
     """Connect to conmon's attach socket → a non-blocking SEQPACKET socket."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
