@@ -87,22 +87,27 @@ def hyper(cmd, runs=20):
 
 
 def breakdown():
-    """Where skiff-runtime's start-up time goes."""
+    """Where skiff-runtime's start-up time goes (every skiff-runtime command
+    ends with _exit, so the baselines do too), beside the peers' own start."""
     exe = runtime_argv("skiff-runtime")[0]
     with open(exe) as f:
         shebang = f.readline()[2:].strip().split()
     py = shebang[0]
     flags = shebang[1:]
+    quit_ = "import posix; posix._exit(0)"
     out = {"interpreter": py, "interpreter_flags": " ".join(flags)}
-    out["python -S -c pass (bare interpreter)"] = hyper([py, "-S", "-c", "pass"])
-    out["interpreter as the script starts it, `pass`"] = hyper([py, *flags, "-c", "pass"])
-    out["+ import skiff.runtime.cli (help)"] = hyper([exe, "--help"])
-    code = ("import skiff.runtime.cli, skiff.runtime.commands, skiff.runtime.process, "
-            "skiff.runtime.spec, skiff.runtime.rootfs, skiff.runtime.cgroups")
-    out["+ every module create imports"] = hyper([py, *flags, "-c",
-                                                  _path_prefix(exe) + code])
-    out["skiff-runtime state <missing> (full command, error path)"] = hyper(
+    out["interpreter start + _exit (nothing imported)"] = hyper([py, *flags, "-c", quit_])
+    out["+ import os"] = hyper([py, *flags, "-c", "import os; " + quit_])
+    out["skiff-runtime --version (launcher, cli)"] = hyper([exe, "--version"])
+    out["skiff-runtime state <missing> (a whole small command)"] = hyper(
         [exe, "--root", "/tmp/skiff-bench-none", "state", "x"])
+    code = ("import skiff.runtime.cli, skiff.runtime.commands, skiff.runtime.process, "
+            "skiff.runtime.spec, skiff.runtime.rootfs, skiff.runtime.cgroups, "
+            "skiff.runtime.caps, skiff.runtime.user, skiff.runtime.hooks, skiff.sys._ffi; ")
+    out["+ every module create imports"] = hyper([py, *flags, "-c",
+                                                  _path_prefix(exe) + code + quit_])
+    out["runc --version (Go start)"] = hyper(["runc", "--version"])
+    out["crun --version (C start)"] = hyper(["crun", "--version"])
     return out
 
 
