@@ -61,7 +61,7 @@ for cmd in skiff skiffd skiff-runtime; do
   ln -sf "$PREFIX/venv/bin/$cmd" "$BINDIR/$cmd"
 done
 # skiff-runtime starts once per container command: a launcher without site (see skiff/runtime/launcher.py)
-"$PREFIX/venv/bin/python" -m skiff.runtime.launcher "$BINDIR/skiff-runtime"
+"$PREFIX/venv/bin/python" -I -m skiff.runtime.launcher "$BINDIR/skiff-runtime"
 echo "install.sh: skiff installed in $PREFIX/venv; commands in $BINDIR"
 
 # A first image that works offline: busybox built from Debian's static
