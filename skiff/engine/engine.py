@@ -1064,23 +1064,12 @@ class Engine:
         detached = {"v": False}
 
         async def pump_in():
-            held = b""
             try:
-                while True:
-                    data = await conn.read()
-                    if not data:
-                        break
-                    if keys:
-                        data, held, hit = _scan_detach(held + data, keys)
-                        if hit:
-                            detached["v"] = True
-                            if data:
-                                await send_packets(loop, s, data)
-                            if not stdin_done.done():
-                                stdin_done.set_result(None)
-                            return
-                    if use_stdin and data:
-                        await send_packets(loop, s, data)
+                if await copy_stdin(loop, conn, s, keys, forward=use_stdin):
+                    detached["v"] = True
+                    if not stdin_done.done():
+                        stdin_done.set_result(None)
+                    return
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -1232,6 +1221,25 @@ def parse_detach_keys(spec: str | None) -> bytes:
             raise errors.InvalidArgument(f"Invalid escape keys ({spec}) provided")
     return bytes(out)
 
+
+
+async def copy_stdin(loop, conn, sock, keys: bytes, forward: bool = True) -> bool:
+    """The client's input → conmon's attach socket, until the client's EOF
+    (→ False) or the detach keys (→ True; what came before them is sent).
+    ``forward`` False: read and drop (the container has no stdin)."""
+    held = b""
+    while True:
+        data = await conn.read()
+        if not data:
+            return False
+        if keys:
+            data, held, hit = _scan_detach(held + data, keys)
+            if hit:
+                if data and forward:
+                    await send_packets(loop, sock, data)
+                return True
+        if data and forward:
+            await send_packets(loop, sock, data)
 
 
 def _scan_detach(data: bytes, keys: bytes):

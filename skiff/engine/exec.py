@@ -14,7 +14,7 @@ from skiff import errors
 from skiff import oci
 from skiff.engine import user as _user
 from skiff.engine.engine import merge_env
-from skiff.engine.monitor import CONMON, attach_socket, send_packets
+from skiff.engine.monitor import CONMON, attach_socket
 
 START_TIMEOUT = 120                 # s for conmon and the runtime to report the process
 
@@ -328,26 +328,16 @@ async def _pump(ex, sock, conn, tty, attach_in) -> bool:
     With a TTY the detach keys (default ctrl-p,ctrl-q) end the session and
     leave the process running, as Docker's. → True if the session ended
     before the output did (client gone or detached)."""
-    from skiff.engine.engine import _scan_detach, parse_detach_keys
+    from skiff.engine.engine import copy_stdin, parse_detach_keys
     loop = asyncio.get_running_loop()
     keys = parse_detach_keys(ex.cfg.get("DetachKeys")) if (tty and attach_in) else b""
     detached = loop.create_future()
 
     async def pump_in():
-        held = b""
         try:
-            while True:
-                data = await conn.read()
-                if not data:
-                    break
-                if keys:
-                    data, held, hit = _scan_detach(held + data, keys)
-                    if hit:
-                        if data:
-                            await send_packets(loop, sock, data)
-                        detached.set_result(True)
-                        return
-                await send_packets(loop, sock, data)
+            if await copy_stdin(loop, conn, sock, keys):
+                detached.set_result(True)
+                return
         except (ConnectionError, OSError):
             pass
         if tty:

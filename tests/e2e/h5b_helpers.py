@@ -82,3 +82,14 @@ class NetnsRegistry:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def logs_until(skiffd, name, marker, timeout=20):
+    """`docker logs name` once it holds ``marker`` (fails after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = skiffd.docker("logs", name).stdout
+        if marker in out or time.monotonic() > deadline:
+            assert marker in out, out
+            return out
+        time.sleep(0.05)

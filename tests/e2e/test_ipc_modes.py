@@ -7,23 +7,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 
 import pytest
+from tests.e2e.h5b_helpers import logs_until
 
 
 def _name(prefix):
     return f"{prefix}-{secrets.token_hex(3)}"
-
-
-def _logs_until(skiffd, name, marker, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = skiffd.docker("logs", name).stdout
-        if marker in out or time.monotonic() > deadline:
-            assert marker in out, out
-            return out
-        time.sleep(0.05)
 
 
 def _inspect(skiffd, name):
@@ -40,7 +30,7 @@ def _run_donor(skiffd, name, *opts, shm_file="donor"):
     skiffd.docker("run", "-d", "--name", name, "--network", "none", *opts, "busybox", "sh", "-c",
                   f"echo from-donor > /dev/shm/{shm_file}; echo ready; exec sleep 300",
                   check=True)
-    _logs_until(skiffd, name, "ready")
+    logs_until(skiffd, name, "ready")
     return _inspect(skiffd, name)
 
 
@@ -166,7 +156,7 @@ def test_sdk_shareable_and_join(skiffd):
         "busybox", ["sh", "-c", "echo sdk > /dev/shm/s; echo ready; exec sleep 300"],
         ipc_mode="shareable", shm_size="8m", network_mode="none", detach=True)
     try:
-        _logs_until(skiffd, c.id, "ready")
+        logs_until(skiffd, c.id, "ready")
         out = skiffd.client.containers.run(
             "busybox", ["sh", "-c", "cat /dev/shm/s; df -k /dev/shm | tail -1"],
             ipc_mode=f"container:{c.id}", network_mode="none", remove=True)

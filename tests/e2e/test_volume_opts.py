@@ -5,9 +5,9 @@ first container using it starts and unmounted when the last one stops."""
 import json
 import os
 import secrets
-import time
 
 import pytest
+from tests.e2e.h5b_helpers import logs_until
 
 
 def _mounted(skiffd, path: str) -> str | None:
@@ -37,16 +37,6 @@ def vname(skiffd):
         skiffd.docker("volume", "rm", "-f", n)
 
 
-def _logs_until(skiffd, name, marker, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = skiffd.docker("logs", name).stdout
-        if marker in out or time.monotonic() > deadline:
-            assert marker in out, out
-            return out
-        time.sleep(0.05)
-
-
 def _inspect(skiffd, name):
     r = skiffd.docker("volume", "inspect", name)
     assert r.returncode == 0, r.stderr
@@ -67,7 +57,7 @@ def test_tmpfs_volume_shared_sized_and_unmounted(skiffd, vname):
     skiffd.docker("run", "-d", "--name", f"{v}-a", "--network", "none", "-v", f"{v}:/data",
                   "busybox", "sh", "-c", "echo from-a > /data/f; stat -c %u /data; "
                   "df -k /data | tail -1; echo ready; exec sleep 300", check=True)
-    out = _logs_until(skiffd, f"{v}-a", "ready")
+    out = logs_until(skiffd, f"{v}-a", "ready")
     assert _mounted(skiffd, mp) == "tmpfs"
     owner, dfline = out.splitlines()[:2]
     assert owner == "1000"               # o=uid=1000 reached the tmpfs
@@ -218,7 +208,7 @@ def test_mount_survives_daemon_restart(make_skiffd):
     d.docker("run", "-d", "--name", "holder", "--network", "none", "-v", f"{v}:/data",
              "busybox", "sh", "-c", "echo kept > /data/f; echo ready; exec sleep 300",
              check=True)
-    _logs_until(d, "holder", "ready")
+    logs_until(d, "holder", "ready")
     d.restart()
     assert _mounted(d, mp) == "tmpfs"
     r = d.docker("run", "--rm", "--network", "none", "-v", f"{v}:/data", "busybox",
