@@ -111,6 +111,44 @@ def breakdown():
     return out
 
 
+MINIMAL_START = """import posix, select, sys
+d = sys.argv[1]
+fd = posix.open(d + "/exec.fifo", posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
+p = select.poll()
+p.register(fd, select.POLLIN | select.POLLHUP)
+while not p.poll(100):
+    pass
+posix.read(fd, 1)
+posix.close(fd)
+posix.unlink(d + "/exec.fifo")
+posix._exit(0)
+"""
+
+
+def python_floor(root, bundle, runs=15):
+    """The least a Python `start` can cost here: the launcher's interpreter
+    running only what start must do (open exec.fifo, wait, read, unlink), no
+    state check, no skiff import; interleaved with skiff-runtime's own start
+    and runc's, each on a container its runtime created. → medians (s)."""
+    exe = runtime_argv("skiff-runtime")[0]
+    with open(exe) as f:
+        shebang = f.readline()[2:].strip().split()
+    runc_root = os.path.join(root, "floor-runc")
+    ts = {"minimal": [], "skiff-runtime": [], "runc": []}
+    for i in range(runs):
+        for kind in ts:
+            cid = f"floor-{os.getpid()}-{kind}-{i}"
+            base = ["runc", "--root", runc_root] if kind == "runc" else [exe, "--root", root]
+            call(base + ["create", "--bundle", bundle, cid])
+            argv = ([*shebang, "-c", MINIMAL_START, os.path.join(root, cid)]
+                    if kind == "minimal" else base + ["start", cid])
+            t = time.perf_counter()
+            subprocess.run(argv, check=True)
+            ts[kind].append(time.perf_counter() - t)
+            call(base + ["delete", "--force", cid])
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
 def _path_prefix(exe):
     # the launcher may put the source dir on sys.path itself: mirror it
     with open(exe) as f:
@@ -161,6 +199,13 @@ def main():
             report["skiff_runtime_breakdown_ms"] = {
                 k: (round(v * 1000, 2) if isinstance(v, float) else v)
                 for k, v in breakdown().items()}
+            floor = python_floor(roots["skiff-runtime"], bundle)
+            bd = report["skiff_runtime_breakdown_ms"]
+            bd["start, interleaved: minimal Python start (fifo only, no imports)"] = round(
+                1000 * floor["minimal"], 2)
+            bd["start, interleaved: skiff-runtime start"] = round(
+                1000 * floor["skiff-runtime"], 2)
+            bd["start, interleaved: runc start"] = round(1000 * floor["runc"], 2)
         print(f"create+start+wait+delete of `true`, {args.n} cycles each, "
               f"interleaved ({report['machine']})")
         print(f"{'runtime':15} {'median':>9} {'mean':>9} {'create':>8} {'start':>8} "
