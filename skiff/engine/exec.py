@@ -14,7 +14,7 @@ from skiff import errors
 from skiff import oci
 from skiff.engine import user as _user
 from skiff.engine.engine import merge_env
-from skiff.engine.monitor import CONMON, attach_socket
+from skiff.engine.monitor import attach_socket, conmon_argv, conmon_env
 
 START_TIMEOUT = 120                 # s for conmon and the runtime to report the process
 
@@ -265,15 +265,9 @@ async def start(engine, ex: ExecInstance, conn, *, detach: bool, tty: bool | Non
 async def _spawn_conmon(engine, ex, xdir, pfile, *, tty, stdin, attach):
     c = ex.container
     runtime = engine.runtime_path(c)
-    args = [CONMON, "--api-version", "1", "-c", c.id, "-u", ex.id, "-r", runtime,
-            "-b", xdir, "-p", os.path.join(xdir, "pid"), "-n", c.name.lstrip("/") or c.id,
-            "--exit-dir", xdir, "--full-attach", "--socket-dir-path", xdir,
-            "-l", "none", "--log-level", "error",
-            "--conmon-pidfile", os.path.join(xdir, "conmon.pid"),
-            "--runtime-arg", "--root", "--runtime-arg", engine.monitor.runtime_root,
-            "--runtime-arg", "--log-format=json",
-            "--runtime-arg", "--log", "--runtime-arg", os.path.join(xdir, "runtime.log"),
-            "--exec", "--exec-process-spec", pfile]
+    args = conmon_argv(c.id, ex.id, runtime, xdir, xdir, c.name.lstrip("/") or c.id, xdir,
+                       "none", engine.monitor.runtime_root, os.path.join(xdir, "runtime.log"))
+    args += ["--exec", "--exec-process-spec", pfile]
     if tty:
         # conmon's stdin is the terminal itself then: a client's EOF must not close it
         args += ["-t", "--leave-stdin-open"]
@@ -284,8 +278,7 @@ async def _spawn_conmon(engine, ex, xdir, pfile, *, tty, stdin, attach):
     sync_r, sync_w = os.pipe()
     start_r, start_w = os.pipe()
     fds = [sync_w, start_r]
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "_OCI_SYNCPIPE": str(sync_w), "_OCI_STARTPIPE": str(start_r)}
+    env = conmon_env(sync_w, start_r)
     att_r = -1
     if attach:
         att_r, att_w = os.pipe()

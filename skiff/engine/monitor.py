@@ -55,16 +55,9 @@ class Monitor:
                 os.unlink(os.path.join(bundle, stale))
             except FileNotFoundError:
                 pass
-        args = [CONMON, "--api-version", "1", "-c", cid, "-u", cid, "-r", runtime,
-                "-b", bundle, "-p", os.path.join(d, "pid"), "-n", name,
-                "--exit-dir", os.path.join(d, "exits"), "--persist-dir", d,
-                "--full-attach", "--socket-dir-path", d,
-                "-l", "k8s-file:" + log_path, "--log-level", "error",
-                "--conmon-pidfile", os.path.join(d, "conmon.pid"),
-                "--runtime-arg", "--root", "--runtime-arg", self.runtime_root,
-                "--runtime-arg", "--log-format=json",
-                "--runtime-arg", "--log", "--runtime-arg", self.runtime_log(cid),
-                "--syslog"]
+        args = conmon_argv(cid, cid, runtime, bundle, d, name, os.path.join(d, "exits"),
+                           "k8s-file:" + log_path, self.runtime_root, self.runtime_log(cid))
+        args += ["--persist-dir", d, "--syslog"]
         for a in runtime_args:
             args += ["--runtime-arg", a]
         if log_size_max > 0:
@@ -75,8 +68,7 @@ class Monitor:
             args.append("-i")
         sync_r, sync_w = os.pipe()
         start_r, start_w = os.pipe()
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "_OCI_SYNCPIPE": str(sync_w), "_OCI_STARTPIPE": str(start_r)}
+        env = conmon_env(sync_w, start_r)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *args, pass_fds=(sync_w, start_r), env=env,
@@ -268,6 +260,27 @@ def _clean_runtime_err(s: str) -> str:
     if 'msg="' in last:
         return last.split('msg="', 1)[1].rsplit('"', 1)[0]
     return last
+
+
+def conmon_argv(cid, session, runtime, bundle, state_dir, name, exit_dir, log, runtime_root,
+                runtime_log):
+    """conmon's arguments shared by a container's monitor and an exec's:
+    ``state_dir`` holds its pid files and attach socket; the runtime gets
+    ``--root``, JSON ``--log`` into ``runtime_log``."""
+    return [CONMON, "--api-version", "1", "-c", cid, "-u", session, "-r", runtime,
+            "-b", bundle, "-p", os.path.join(state_dir, "pid"), "-n", name,
+            "--exit-dir", exit_dir, "--full-attach", "--socket-dir-path", state_dir,
+            "-l", log, "--log-level", "error",
+            "--conmon-pidfile", os.path.join(state_dir, "conmon.pid"),
+            "--runtime-arg", "--root", "--runtime-arg", runtime_root,
+            "--runtime-arg", "--log-format=json",
+            "--runtime-arg", "--log", "--runtime-arg", runtime_log]
+
+
+def conmon_env(sync_w, start_r):
+    """conmon's environment: PATH, and its sync/start pipes (fds it inherits)."""
+    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "_OCI_SYNCPIPE": str(sync_w), "_OCI_STARTPIPE": str(start_r)}
 
 
 CONN_SOCK_BUF_SIZE = 32 * 1024  # conmon reads its attach socket this much per packet

@@ -591,6 +591,22 @@ def close_fds_except(first, keep):
                 pass
 
 
+def _abort(stage1, stage2):
+    """A failed spawn: SIGKILL both stages (either may be None), reap the first
+    (the second is the first's child)."""
+    for p in (stage1, stage2):
+        if p:
+            try:
+                os.kill(p, 9)
+            except OSError:
+                pass
+    if stage1:
+        try:
+            os.waitpid(stage1, 0)
+        except OSError:
+            pass
+
+
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     """Start the init of a new container; returns its host pid once it waits
     on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
@@ -648,17 +664,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         parent.expect("ready")
         return init_pid
     except BaseException:
-        for p in (pid1, init_pid):
-            if p:
-                try:
-                    os.kill(p, 9)
-                except OSError:
-                    pass
-        if pid1:
-            try:
-                os.waitpid(pid1, 0)
-            except OSError:
-                pass
+        _abort(pid1, init_pid)
         raise
     finally:
         parent.close()
@@ -759,17 +765,7 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
             raise init_error(msg, in_init=False)
         return pid2
     except BaseException:
-        for p in (pid1, pid2):
-            if p:
-                try:
-                    os.kill(p, 9)
-                except OSError:
-                    pass
-        if pid1:
-            try:
-                os.waitpid(pid1, 0)
-            except OSError:
-                pass
+        _abort(pid1, pid2)
         raise
     finally:
         parent.close()
