@@ -25,7 +25,6 @@ sources by ``ContainerFS``.
 from __future__ import annotations
 
 import base64
-import ctypes
 import errno
 import json
 import os
@@ -35,35 +34,18 @@ import tarfile
 from datetime import datetime, timezone
 
 from skiff import errors
-
-SYS_OPENAT2 = 437  # the same number on every Linux architecture
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+from skiff import sys as k
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0,
-            resolve: int = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+            resolve: int = k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS) -> int:
+    """skiff.sys.openat2, confined to ``dirfd`` as its root by default, and
+    retried when the kernel asks (EAGAIN: a rename raced the lookup)."""
     while True:
-        fd = _libc.syscall(SYS_OPENAT2, ctypes.c_int(dirfd), os.fsencode(path),
-                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return fd
-        e = ctypes.get_errno()
-        if e in (errno.EAGAIN, errno.EINTR):
+        try:
+            return k.openat2(dirfd, path, flags, mode, resolve)
+        except (BlockingIOError, InterruptedError):
             continue
-        raise OSError(e, os.strerror(e), path)
 
 
 def open_in_root(root: str | int, path: str, flags: int = os.O_RDONLY, mode: int = 0) -> int:
