@@ -6,27 +6,16 @@ import sys
 import time
 
 from skiff.cli import template as T
-from skiff.humanize import human_duration
+from skiff.humanize import human_duration, human_size  # noqa: F401 (fmt.human_size)
 
 
 # -- go-units ---------------------------------------------------------------
-_DEC = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 _BIN = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
 
 
 def _gfmt(x, prec):
     s = "%.*g" % (prec, x)
     return s
-
-
-def human_size(size, precision=4):
-    """units.HumanSizeWithPrecision: decimal units, %.<p>g."""
-    size = float(size)
-    i = 0
-    while size >= 1000.0 and i < len(_DEC) - 1:
-        size /= 1000.0
-        i += 1
-    return _gfmt(size, precision) + _DEC[i]
 
 
 def bytes_size(size):

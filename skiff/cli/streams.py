@@ -197,48 +197,10 @@ class Session:
 
 # -- JSON messages (pkg/jsonmessage) ---------------------------------------------
 def progress_string(p, width):
-    from skiff.cli.fmt import human_size
-    cur = p.get("current", 0) or 0
-    total = p.get("total", 0) or 0
-    units = p.get("units", "")
-    if cur <= 0 and total <= 0:
-        return ""
-    if total <= 0:
-        return "%8s" % human_size(cur) if not units else f"{cur} {units}"
-    pct = min(int(cur / total * 100) // 2, 50)
-    bar = ""
-    if width > 110:
-        bar = "[" + "=" * pct + ">" + " " * max(50 - pct, 0) + "] "
-    if p.get("hidecounts"):
-        nums = ""
-    elif not units:
-        nums = "%8s/%s" % (human_size(cur), human_size(total))
-        if cur > total:
-            nums = "%8s" % human_size(cur)
-    else:
-        nums = f"{cur}/{total} {units}"
-        if cur > total:
-            nums = f"{cur} {units}"
-    left = ""
-    start = p.get("start", 0) or 0
-    if cur > 0 and start > 0 and pct < 50 and width > 50:
-        import time
-        per = (time.time() - start) / cur
-        secs = int((total - cur) * per)
-        left = " " + go_duration_str(secs)
-    return bar + nums + left
-
-
-def go_duration_str(secs):
-    if secs == 0:
-        return "0s"
-    h, rem = divmod(secs, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
+    from skiff.humanize import json_progress
+    return json_progress(p.get("current", 0), p.get("total", 0), p.get("start", 0),
+                         width=width, units=p.get("units", ""),
+                         hidecounts=bool(p.get("hidecounts")))
 
 
 class JSONMessageError(Exception):

@@ -11,57 +11,16 @@ import threading
 import time
 from typing import Callable
 
+from skiff.humanize import human_size, json_progress  # noqa: F401 (human_size: API)
+
 ProgressFn = Callable[[dict], None]
-
-
-def human_size(n: float) -> str:
-    """go-units HumanSize: decimal units, 4 significant digits."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
-    i = 0
-    n = float(n)
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
-def _go_duration(seconds: int) -> str:
-    if seconds <= 0:
-        return "0s"
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
 
 
 def render_bar(current: int, total: int, start: float | None = None,
                now: float | None = None, width: int = 200) -> str:
     """jsonmessage.JSONProgress.String() as the daemon renders it (no
     terminal there, so width 200: the bar box is always drawn)."""
-    if current <= 0 and total <= 0:
-        return ""
-    if total <= 0:
-        return f"{human_size(current):>8}"
-    pct = int(current / total * 100) // 2
-    pct = min(pct, 50)
-    box = ""
-    if width > 110:
-        box = "[" + "=" * pct + ">" + " " * max(50 - pct, 0) + "] "
-    numbers = f"{human_size(current):>8}/{human_size(total)}"
-    if current > total:
-        numbers = f"{human_size(current):>8}"
-    left = ""
-    if current > 0 and start and pct < 50:
-        now = time.time() if now is None else now
-        elapsed = max(now - start, 0.0)
-        per = elapsed / current
-        remaining = int((total - current) * per)
-        if width > 50:
-            left = " " + _go_duration(remaining)
-    return box + numbers + left
+    return json_progress(current, total, start or 0, now=now, width=width)
 
 
 def short_id(digest: str) -> str:
