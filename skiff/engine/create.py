@@ -1132,15 +1132,7 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     elif sec["seccomp"]:
         from skiff.engine import seccomp_default
 
-        val = sec["seccomp"]
-        if not val.lstrip().startswith("{"):
-            try:
-                with open(val) as f:
-                    val = f.read()
-            except OSError as e:
-                raise _inv(f"opening seccomp profile ({sec['seccomp']}) failed: "
-                           f"{os.strerror(e.errno).lower()}")
-        seccomp = seccomp_default.load_profile(val, caps, arch)
+        seccomp = seccomp_default.load_profile(_seccomp_profile_text(sec["seccomp"]), caps, arch)
     else:
         from skiff.engine import seccomp_default
 
@@ -1252,6 +1244,17 @@ def build_spec(container_config: dict | None = None, host_config: dict | None = 
     return spec
 
 
+def _seccomp_profile_text(opt: str) -> str:
+    """--security-opt seccomp=<JSON or a file the daemon reads>: the JSON."""
+    if opt.lstrip().startswith("{"):
+        return opt
+    try:
+        with open(opt) as f:
+            return f.read()
+    except OSError as e:
+        raise _inv(f"opening seccomp profile ({opt}) failed: {os.strerror(e.errno).lower()}")
+
+
 def validate(container_config: dict | None, host_config: dict | None, *,
              host_caps=None) -> list[str]:
     """The checks ``docker create`` makes before anything exists, with
@@ -1275,15 +1278,7 @@ def validate(container_config: dict | None, host_config: dict | None, *,
     if sec["seccomp"] and sec["seccomp"] != "unconfined" and not hc.get("Privileged"):
         from skiff.engine import seccomp_default
 
-        val = sec["seccomp"]
-        if not val.lstrip().startswith("{"):
-            try:
-                with open(val) as f:
-                    val = f.read()
-            except OSError as e:
-                raise _inv(f"opening seccomp profile ({sec['seccomp']}) failed: "
-                           f"{os.strerror(e.errno).lower()}")
-        seccomp_default.load_profile(val, caps)
+        seccomp_default.load_profile(_seccomp_profile_text(sec["seccomp"]), caps)
     build_resources(hc, warns)
     build_rlimits(hc.get("Ulimits"))
     oom = hc.get("OomScoreAdj")
