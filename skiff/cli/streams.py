@@ -84,13 +84,17 @@ def parse_detach_keys(spec):
 
 
 class RawTerminal:
-    """Put a tty fd into raw mode; restore on exit."""
+    """Put a tty fd into raw mode; restore on exit. ``enabled`` False: a
+    no-op (so callers can always use ``with``)."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, enabled=True):
         self.fd = fd
+        self.enabled = enabled
         self.saved = None
 
     def __enter__(self):
+        if not self.enabled:
+            return self
         import termios
         import tty
         try:

@@ -247,7 +247,6 @@ def cmd_run(cli, args, name="run"):
         return _run_error(name, str(e), _start_err_status(e.message))
 
     saved = {}
-    raw = None
     if o.tty and stdout_tty:
         resize = _install_resize(cli, f"/containers/{q(cid)}/resize")
         resize()
@@ -259,16 +258,11 @@ def cmd_run(cli, args, name="run"):
         saved = _proxy_signals(cli, cid)
     try:
         if session is not None:
-            if o.tty and a_in and stdin_tty:
-                raw = streams.RawTerminal(sys.stdin.fileno())
-                raw.__enter__()
             try:
-                session.run()
+                with streams.RawTerminal(sys.stdin.fileno(), o.tty and a_in and stdin_tty):
+                    session.run()
             except streams.StreamError as e:
                 sys.stderr.write(f"skiff: {e}\n")
-            finally:
-                if raw is not None:
-                    raw.__exit__()
             if session.detached:
                 return 0  # docker run says nothing when the user detaches
         waiter.join()
@@ -347,15 +341,8 @@ def _attach_and_start(cli, ref, o):
     waiter.start()
     waiter.registered.wait(5)
     c.request("POST", f"/containers/{q(cid)}/start").read()
-    raw = None
-    if tty and a_in and sys.stdin.isatty():
-        raw = streams.RawTerminal(sys.stdin.fileno())
-        raw.__enter__()
-    try:
+    with streams.RawTerminal(sys.stdin.fileno(), tty and a_in and sys.stdin.isatty()):
         sess.run()
-    finally:
-        if raw:
-            raw.__exit__()
     if sess.detached:
         return 0
     waiter.join()
@@ -582,7 +569,6 @@ def cmd_exec(cli, args, name="exec"):
         return _start_err_status(e.message) if e.status != 409 else 1
     sess = streams.Session(sock, rfile, o.tty, stdin=o.interactive,
                            detach_keys=streams.parse_detach_keys(o.detach_keys or "ctrl-p,ctrl-q"))
-    raw = None
     if o.tty and console:
         resize = _install_resize(cli, f"/exec/{q(eid)}/resize")
         resize()
@@ -590,16 +576,11 @@ def cmd_exec(cli, args, name="exec"):
             signal.signal(signal.SIGWINCH, resize)
         except (ValueError, OSError):
             pass
-    if o.tty and o.interactive and sys.stdin.isatty():
-        raw = streams.RawTerminal(sys.stdin.fileno())
-        raw.__enter__()
     try:
-        sess.run()
+        with streams.RawTerminal(sys.stdin.fileno(), o.tty and o.interactive and sys.stdin.isatty()):
+            sess.run()
     except streams.StreamError as e:
         sys.stderr.write(f"{e}\n")
-    finally:
-        if raw:
-            raw.__exit__()
     if sess.detached:
         return 0
     r = c.get(f"/exec/{q(eid)}/json")
@@ -639,15 +620,10 @@ def cmd_attach(cli, args, name="attach"):
         resize = _install_resize(cli, f"/containers/{q(cid)}/resize")
         resize()
         signal.signal(signal.SIGWINCH, resize)
-    raw = None
-    if tty and a_in and sys.stdin.isatty():
-        raw = streams.RawTerminal(sys.stdin.fileno())
-        raw.__enter__()
     try:
-        sess.run()
+        with streams.RawTerminal(sys.stdin.fileno(), tty and a_in and sys.stdin.isatty()):
+            sess.run()
     finally:
-        if raw:
-            raw.__exit__()
         _restore_signals(saved)
     if sess.detached:
         # docker attach reports the escape as an error (exit 1)
