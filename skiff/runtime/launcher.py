@@ -23,8 +23,6 @@ TEMPLATE = """#!{guard} -IS
 import sys
 sys.path.insert(0, {pkg_parent!r})
 sys.path.append({site!r})
-from skiff.runtime.warmup import early
-early(sys.argv)
 from skiff.runtime.cli import main
 code = main()
 try:

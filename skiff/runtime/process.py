@@ -95,6 +95,9 @@ def init_error(msg, in_init=True):
     container process: " + (in a container's init, for anything but the
     executable lookup) "error during container init: " + what failed."""
     text = msg["msg"]
+    if msg.get("cgroup"):
+        return RuntimeFailure("unable to start container process: "
+                              "unable to apply cgroup configuration: " + text)
     if in_init and not msg.get("exec"):
         text = "error during container init: " + text
     return RuntimeFailure("unable to start container process: " + text)
@@ -607,6 +610,47 @@ def _abort(stage1, stage2):
             pass
 
 
+def _fork_entering(cgroup_mgr):
+    """Fork the first stage so that it enters the container's cgroup on its
+    own, without the kernel's global lock (cgroups.join_self): born in the
+    v2 directory (clone3 CLONE_INTO_CGROUP), then, in the child, its own
+    move into each v1 hierarchy (``tasks``). → (pid, v1 tasks files the
+    child must join, True when the parent must still move the process into
+    the v2 directory: clone3 refused)."""
+    if cgroup_mgr is None:
+        return os.fork(), [], False
+    v2dir, tasks = cgroup_mgr.entry()
+    if v2dir:
+        try:
+            fd = os.open(v2dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                return k.fork_into_cgroup(fd), tasks, False
+            except OSError:
+                pass  # ENOSYS (< 5.7) ...: the parent moves it (cgroup.procs)
+            finally:
+                os.close(fd)  # in both processes
+        return os.fork(), tasks, True
+    return os.fork(), tasks, False
+
+
+def _enter_cgroups(ch, tasks):
+    """In the freshly forked first stage (single-threaded), before anything
+    else: join the v1 hierarchies (a move that later forks inherit)."""
+    if not tasks:
+        return
+    from skiff.runtime.cgroups import join_self
+    try:
+        join_self(tasks)
+    except OSError as e:
+        try:
+            ch.send(type="error", msg=str(e.strerror), cgroup=True)
+        finally:
+            os._exit(1)
+
+
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     """Start the init of a new container; returns its host pid once it waits
     on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
@@ -620,10 +664,19 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         # touched is copied first, so every import there costs twice as much
         k.preload()
         _preimport(cfg.process)
+    if cgroup_mgr is not None:
+        cgroup_mgr.prepare()  # the directories must exist before the fork
+        from skiff.runtime.cgroups import join_self  # noqa: F401 (imported before forking)
     parent, child = channel_pair()
-    pid1 = os.fork()
+    try:
+        pid1, tasks, late = _fork_entering(cgroup_mgr)
+    except BaseException:
+        parent.close()
+        child.close()
+        raise
     if pid1 == 0:
         parent.close()
+        _enter_cgroups(child, tasks)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
@@ -639,7 +692,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
             parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
                         seccomp_cache=opts.get("seccomp_cache"))
         if cgroup_mgr is not None:
-            cgroup_mgr.create()  # while the child makes the namespaces
+            cgroup_mgr.apply_limits()  # while the child makes the namespaces
         msg = parent.recv()
         if msg and msg.get("type") == "userns":
             write_id_maps(pid1, cfg.uid_mappings, cfg.gid_mappings)
@@ -652,9 +705,10 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         init_pid = msg["pid"]
         if not DIRECT:
             parent.tell(type="config", **_init_config(opts))
-        # the init mounts its filesystems meanwhile
-        if cgroup_mgr is not None:
-            cgroup_mgr.add(init_pid)
+        # the init mounts its filesystems meanwhile; it waits for this
+        # message before its first cgroup mount (the limits are written)
+        if late:
+            cgroup_mgr.add(init_pid, v2_only=True)
         parent.tell(type="cgroup")
         os.waitpid(pid1, 0)
         pid1 = None
@@ -720,7 +774,9 @@ def _exec_stage2(ch, proc, prog):
 
 
 def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
-    """Start ``proc`` inside the running container; → its host pid."""
+    """Start ``proc`` inside the running container; → its host pid. (In a
+    paused container, exec --ignore-paused: the first stage is frozen as it
+    enters, and the exec goes on once the container is resumed, as runc's.)"""
     cloexec_from(3 + opts.get("preserve_fds", 0))
     if opts.get("console_fd") is not None:
         os.set_inheritable(opts["console_fd"], True)
@@ -729,11 +785,19 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
     if DIRECT:
         k.preload()  # see spawn_init
         _preimport(proc)
+    if cgroup_mgr is not None:
+        from skiff.runtime.cgroups import join_self  # noqa: F401 (imported before forking)
     parent, child = channel_pair()
     parent.in_init = False
-    pid1 = os.fork()
+    try:
+        pid1, tasks, late = _fork_entering(cgroup_mgr)
+    except BaseException:
+        parent.close()
+        child.close()
+        raise
     if pid1 == 0:
         parent.close()
+        _enter_cgroups(child, tasks)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("console_fd")))
@@ -750,9 +814,9 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         pid2 = msg["pid"]
         parent.tell(type="config", **opts)
         # the process sets itself up meanwhile (user, capabilities, ...)
-        if cgroup_mgr is not None:
+        if late:
             try:
-                cgroup_mgr.add(pid2)
+                cgroup_mgr.add(pid2, v2_only=True)
             except OSError:
                 pass
         parent.tell(type="cgroup")

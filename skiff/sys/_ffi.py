@@ -92,4 +92,23 @@ class CDLL:
         return fn
 
 
+class _PyFunc(_ctypes.CFuncPtr):
+    """A function called with the GIL held (ctypes.PyDLL's): for the
+    interpreter's own C API, and for a system call that must not let
+    another thread run meanwhile (clone3)."""
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_long
+
+
+class PyDLL(CDLL):
+    """ctypes.PyDLL(None): the same symbols, called without releasing the GIL."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fn = _PyFunc((name, self))
+        setattr(self, name, fn)
+        return fn
+
+
 _self = CDLL(None)
