@@ -153,11 +153,8 @@ def write_id_maps(pid, uid_maps, gid_maps):
         f.write(_id_map_text(gid_maps))
 
 
-def _stage1(ch, cfg, join_paths, prog, opts=None):
-    """In the first child: enter or create namespaces (a new cgroup namespace
-    is left to the init: it must be made once the init is in its cgroup),
-    fork the init."""
-    k.prctl(k.PR_SET_DUMPABLE, 0)
+def _join_namespaces(join_paths):
+    """setns into each namespace named by path, in _NS_ORDER (user first)."""
     fds = []
     for t in _NS_ORDER:
         p = join_paths.get(t)
@@ -172,6 +169,14 @@ def _stage1(ch, cfg, join_paths, prog, opts=None):
         except OSError as e:
             raise RuntimeFailure(f"failed to join namespace {t}: {e.strerror}") from None
         os.close(fd)
+
+
+def _stage1(ch, cfg, join_paths, prog, opts=None):
+    """In the first child: enter or create namespaces (a new cgroup namespace
+    is left to the init: it must be made once the init is in its cgroup),
+    fork the init."""
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    _join_namespaces(join_paths)
     new = [t for t, p in cfg.namespaces if not p]
     if "user" in new:
         k.unshare(k.CLONE_NEWUSER)
@@ -191,6 +196,38 @@ def _stage1(ch, cfg, join_paths, prog, opts=None):
     if pid == 0:
         _child(ch, _stage2, cfg, prog, opts)
     ch.send(type="pid", pid=pid)
+
+
+def direct_flags(cfg):
+    """The CLONE_NEW* flags of one clone3 that makes the init itself, born in
+    every new namespace (no first stage that unshares and forks again, as
+    crun does), or None when the spec needs the two stages: a pid or time
+    namespace joined by path (they take effect for children only), a user
+    namespace joined, or a new user namespace beside a namespace joined by
+    path (that join must come first, as host root). A new cgroup namespace
+    is left to the init (it is made once the init is in its cgroup)."""
+    join = {t for t, p in cfg.namespaces if p}
+    new = [t for t, p in cfg.namespaces if not p]
+    if join & {"pid", "time", "user"} or ("user" in new and join):
+        return None
+    flags = 0
+    for t in new:
+        if t != "cgroup":
+            flags |= k.NAMESPACE_FLAGS[t]
+    return flags
+
+
+def _init_direct(ch, cfg, join_paths, prog, opts):
+    """The init born by one clone3 in its new namespaces: wait for the id
+    mappings of a new user namespace (the parent writes them), join the
+    namespaces named by path, then be the init."""
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    if ("user", None) in cfg.namespaces:
+        ch.expect("mapped")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    _join_namespaces(join_paths)
+    _stage2(ch, cfg, prog, opts)
 
 
 # --------------------------------------------------------------------------- the init
@@ -610,45 +647,60 @@ def _abort(stage1, stage2):
             pass
 
 
-def _fork_entering(cgroup_mgr):
-    """Fork the first stage so that it enters the container's cgroup on its
-    own, without the kernel's global lock (cgroups.join_self): born in the
-    v2 directory (clone3 CLONE_INTO_CGROUP), then, in the child, its own
-    move into each v1 hierarchy (``tasks``). → (pid, v1 tasks files the
-    child must join, True when the parent must still move the process into
-    the v2 directory: clone3 refused)."""
+def _cgroup_entry(cgroup_mgr):
+    """→ (an fd on the cgroup v2 directory to be born in, or None; the v1
+    ``tasks`` files open for writing, as (fd, path)): opened here, as host
+    root, so the child can write through them even from a new user
+    namespace (the kernel checks the opener's credentials)."""
     if cgroup_mgr is None:
-        return os.fork(), [], False
+        return None, []
     v2dir, tasks = cgroup_mgr.entry()
-    if v2dir:
+    fds = []
+    try:
+        for path in tasks:
+            fds.append((os.open(path, os.O_WRONLY | os.O_CLOEXEC), path))
+        v2fd = os.open(v2dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if v2dir else None
+    except OSError as e:
+        _close_entry(None, fds)
+        raise RuntimeFailure("unable to start container process: unable to apply cgroup "
+                             f"configuration: {e.filename}: {e.strerror}") from None
+    return v2fd, fds
+
+
+def _close_entry(v2fd, task_fds):
+    for fd in ([v2fd] if v2fd is not None else []) + [fd for fd, _ in task_fds]:
         try:
-            fd = os.open(v2dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.close(fd)
         except OSError:
-            fd = None
-        if fd is not None:
-            try:
-                return k.fork_into_cgroup(fd), tasks, False
-            except OSError:
-                pass  # ENOSYS (< 5.7) ...: the parent moves it (cgroup.procs)
-            finally:
-                os.close(fd)  # in both processes
-        return os.fork(), tasks, True
-    return os.fork(), tasks, False
+            pass
 
 
-def _enter_cgroups(ch, tasks):
-    """In the freshly forked first stage (single-threaded), before anything
-    else: join the v1 hierarchies (a move that later forks inherit)."""
-    if not tasks:
+def _fork_first(v2fd):
+    """Fork the first stage born in the cgroup v2 directory (clone3), or,
+    where the kernel refuses that, a plain fork. → (pid, True when the
+    parent must still move the process into the v2 directory)."""
+    if v2fd is not None:
+        try:
+            return k.clone3(0, v2fd), False
+        except OSError:
+            pass  # ENOSYS / EINVAL (< 5.7) ...: moved by the parent (cgroup.procs)
+    return os.fork(), v2fd is not None
+
+
+def _enter_cgroups(ch, task_fds):
+    """In a freshly forked stage (single-threaded), before anything else:
+    join the v1 hierarchies (cgroups.join_self), then close those fds."""
+    if not task_fds:
         return
     from skiff.runtime.cgroups import join_self
     try:
-        join_self(tasks)
+        join_self(task_fds)
     except OSError as e:
         try:
             ch.send(type="error", msg=str(e.strerror), cgroup=True)
         finally:
             os._exit(1)
+    _close_entry(None, task_fds)
 
 
 def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
@@ -667,42 +719,63 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
     if cgroup_mgr is not None:
         cgroup_mgr.prepare()  # the directories must exist before the fork
         from skiff.runtime.cgroups import join_self  # noqa: F401 (imported before forking)
+    v2fd, task_fds = _cgroup_entry(cgroup_mgr)
+    # non-dumpable before any fork: the children inherit it, so not even for
+    # an instant can a container process open their /proc/<pid>/fd, cwd, exe
+    k.prctl(k.PR_SET_DUMPABLE, 0)
     parent, child = channel_pair()
+    flags = direct_flags(cfg) if DIRECT else None
+    pid1 = init_pid = None
+    late = False
     try:
-        pid1, tasks, late = _fork_entering(cgroup_mgr)
+        if flags is not None:
+            try:
+                init_pid = k.clone3(flags, v2fd)
+            except OSError:
+                flags = None  # an older kernel: two stages
+        if flags is None:
+            pid1, late = _fork_first(v2fd)
     except BaseException:
         parent.close()
         child.close()
+        _close_entry(v2fd, task_fds)
         raise
-    if pid1 == 0:
+    if pid1 == 0 or init_pid == 0:
+        _close_entry(v2fd, [])  # a host directory: never held a moment longer
         parent.close()
-        _enter_cgroups(child, tasks)
+        _enter_cgroups(child, task_fds)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
+            if flags is not None:
+                _child(child, _init_direct, cfg, join, prog, _init_config(opts))
             _child(child, _stage1, cfg, join, prog, _init_config(opts))
         _enter_sealed(child, "init")
     child.close()
+    _close_entry(v2fd, task_fds)
     console_fd = opts.pop("console_sock_obj", None)
-    init_pid = None
     try:
         if not DIRECT:
             # the child re-execs itself meanwhile: its interpreter starts
             # while we write the cgroup files
             parent.send(type="sealed", raw=cfg.raw, bundle=cfg.bundle,
                         seccomp_cache=opts.get("seccomp_cache"))
+        if flags is not None and ("user", None) in cfg.namespaces:
+            write_id_maps(init_pid, cfg.uid_mappings, cfg.gid_mappings)
+            parent.tell(type="mapped")
         if cgroup_mgr is not None:
             cgroup_mgr.apply_limits()  # while the child makes the namespaces
-        msg = parent.recv()
-        if msg and msg.get("type") == "userns":
-            write_id_maps(pid1, cfg.uid_mappings, cfg.gid_mappings)
-            parent.tell(type="mapped")
+        if flags is None:
             msg = parent.recv()
-        if msg is None:
-            raise RuntimeFailure("container init exited unexpectedly")
-        if msg.get("type") == "error":
-            raise init_error(msg)
-        init_pid = msg["pid"]
+            if msg and msg.get("type") == "userns":
+                write_id_maps(pid1, cfg.uid_mappings, cfg.gid_mappings)
+                parent.tell(type="mapped")
+                msg = parent.recv()
+            if msg is None:
+                raise RuntimeFailure("container init exited unexpectedly")
+            if msg.get("type") == "error":
+                raise init_error(msg)
+            init_pid = msg["pid"]
         if not DIRECT:
             parent.tell(type="config", **_init_config(opts))
         # the init mounts its filesystems meanwhile; it waits for this
@@ -710,15 +783,19 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         if late:
             cgroup_mgr.add(init_pid, v2_only=True)
         parent.tell(type="cgroup")
-        os.waitpid(pid1, 0)
-        pid1 = None
+        if pid1 is not None:
+            os.waitpid(pid1, 0)
+            pid1 = None
         parent.expect("hooks")
         on_hooks(init_pid)
         parent.tell(type="hooks-done", pid=init_pid)
         parent.expect("ready")
         return init_pid
     except BaseException:
-        _abort(pid1, init_pid)
+        if flags is not None:
+            _abort(init_pid, None)  # our own child: killed and reaped
+        else:
+            _abort(pid1, init_pid)
         raise
     finally:
         parent.close()
@@ -738,27 +815,64 @@ def _ns_differs(pid, t):
     return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
 
 
-def _exec_stage1(ch, init_pid, proc, prog, join_mount):
-    k.prctl(k.PR_SET_DUMPABLE, 0)
-    _preimport(proc)
+def _exec_join(init_pid, skip):
+    """setns into each namespace of the init that differs from ours, in
+    _NS_ORDER, but those in ``skip`` (the mount namespace is joined last, by
+    the stage that stays: after it nothing can be loaded from the host)."""
     fds = []
     for t in _NS_ORDER:
-        # the mount namespace is joined by the sealed stage itself: the dynamic
-        # loader of the re-exec'd interpreter must still resolve on the host
-        if t != "mount" and _ns_differs(init_pid, t):
+        if t not in skip and _ns_differs(init_pid, t):
             fds.append((t, os.open(f"/proc/{init_pid}/ns/{k.NAMESPACE_PROC_NAMES[t]}",
                                    os.O_RDONLY | os.O_CLOEXEC)))
-    # the init's root, to chdir into when there is no new mount ns to join
     for t, fd in fds:
         k.setns(fd, k.NAMESPACE_FLAGS[t])
         os.close(fd)
     if any(t == "user" for t, _ in fds):
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+
+
+def _exec_stage1(ch, init_pid, proc, prog, join_mount):
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    _preimport(proc)
+    _exec_join(init_pid, ("mount",))
     pid = os.fork()
     if pid == 0:
         _child(ch, _exec_stage2_join, init_pid, proc, prog, join_mount)
     ch.send(type="pid", pid=pid)
+
+
+def _exec_direct(ch, init_pid, proc, prog, join_mount):
+    """An exec's process born by one clone3 in the init's pid namespace (the
+    parent set it for its children): join the rest, then be the process."""
+    k.prctl(k.PR_SET_DUMPABLE, 0)
+    _exec_join(init_pid, ("mount", "pid"))
+    _exec_stage2_join(ch, init_pid, proc, prog, join_mount)
+
+
+def _clone_in_pid_ns(init_pid, v2fd):
+    """clone3 a child into the init's pid namespace and cgroup: setns(pid)
+    here sets only where our *children* go (pid_for_children), and is undone
+    at once. → the child's pid (0 in the child); OSError when the kernel
+    refuses (then two stages)."""
+    if not _ns_differs(init_pid, "pid"):
+        return k.clone3(0, v2fd)
+    mine = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        theirs = os.open(f"/proc/{init_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            k.setns(theirs, k.CLONE_NEWPID)
+        finally:
+            os.close(theirs)
+        pid = None
+        try:
+            pid = k.clone3(0, v2fd)
+        finally:
+            if pid != 0:  # the parent, or a refused clone
+                k.setns(mine, k.CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(mine)
 
 
 def _exec_stage2(ch, proc, prog):
@@ -787,31 +901,50 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         _preimport(proc)
     if cgroup_mgr is not None:
         from skiff.runtime.cgroups import join_self  # noqa: F401 (imported before forking)
+    v2fd, task_fds = _cgroup_entry(cgroup_mgr)
+    # non-dumpable before the fork (see spawn_init): the child may be born
+    # straight into the container's pid namespace
+    k.prctl(k.PR_SET_DUMPABLE, 0)
     parent, child = channel_pair()
     parent.in_init = False
+    # one clone3 straight into the init's pid namespace, unless the init has a
+    # time namespace of its own (that one, too, applies to children only)
+    direct = DIRECT and not _ns_differs(init_pid, "time")
+    pid1 = pid2 = None
+    late = False
     try:
-        pid1, tasks, late = _fork_entering(cgroup_mgr)
+        if direct:
+            try:
+                pid2 = _clone_in_pid_ns(init_pid, v2fd)
+            except OSError:
+                direct = False
+        if not direct:
+            pid1, late = _fork_first(v2fd)
     except BaseException:
         parent.close()
         child.close()
+        _close_entry(v2fd, task_fds)
         raise
-    if pid1 == 0:
+    if pid1 == 0 or pid2 == 0:
+        _close_entry(v2fd, [])  # a host directory: never held a moment longer
         parent.close()
-        _enter_cgroups(child, tasks)
+        _enter_cgroups(child, task_fds)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("console_fd")))
+            if direct:
+                _child(child, _exec_direct, init_pid, proc, prog, join_mount)
             _child(child, _exec_stage1, init_pid, proc, prog, join_mount)
         _enter_sealed(child, "exec")
     child.close()
-    pid2 = None
+    _close_entry(v2fd, task_fds)
     try:
         if not DIRECT:
             parent.send(type="sealed", process=raw_process,
                         seccomp=opts.get("seccomp"), seccomp_cache=opts.get("seccomp_cache"),
                         init_pid=init_pid, join_mount=join_mount)
-        msg = parent.expect("pid")
-        pid2 = msg["pid"]
+        if not direct:
+            pid2 = parent.expect("pid")["pid"]
         parent.tell(type="config", **opts)
         # the process sets itself up meanwhile (user, capabilities, ...)
         if late:
@@ -820,8 +953,9 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
             except OSError:
                 pass
         parent.tell(type="cgroup")
-        os.waitpid(pid1, 0)
-        pid1 = None
+        if pid1 is not None:
+            os.waitpid(pid1, 0)
+            pid1 = None
         parent.expect("exec")
         # EOF (the write end closed on execve) = success; a message = failure
         msg = parent.recv()
@@ -829,7 +963,10 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
             raise init_error(msg, in_init=False)
         return pid2
     except BaseException:
-        _abort(pid1, pid2)
+        if direct:
+            _abort(pid2, None)  # our own child: killed and reaped
+        else:
+            _abort(pid1, pid2)
         raise
     finally:
         parent.close()

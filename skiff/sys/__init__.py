@@ -279,7 +279,7 @@ def execveat(fd: int, argv, env) -> None:
                          ctypes.c_int(AT_EMPTY_PATH)))
 
 
-# --- clone3(CLONE_INTO_CGROUP): a fork born in its cgroup -------------------
+# --- clone3: a fork born in its namespaces and its cgroup -------------------
 
 SYS_clone3 = 435  # x86_64 and aarch64
 CLONE_INTO_CGROUP = 0x200000000
@@ -304,24 +304,31 @@ def _clone_fns():
     return _fork_fns
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
-    """os.fork(), except that the child starts inside the cgroup v2 directory
-    open as ``cgroup_fd`` (clone3 with CLONE_INTO_CGROUP, kernel >= 5.7).
+def clone3(flags: int = 0, cgroup_fd: int | None = None) -> int:
+    """os.fork() through clone3(2): the child starts in the new namespaces
+    named by ``flags`` (CLONE_NEW*: it is pid 1 of a new pid namespace) and,
+    given ``cgroup_fd`` (a cgroup v2 directory), inside that cgroup
+    (CLONE_INTO_CGROUP, kernel >= 5.7).
 
-    A move into a cgroup later (a write to cgroup.procs) takes the kernel's
-    global cgroup_threadgroup_rwsem for writing, and its first writer after a
-    quiet spell waits for an RCU grace period (6-20 ms on the development VM);
-    a child born in the cgroup takes only the read side, as any fork does.
+    Being born in the cgroup matters: a move later (a write to cgroup.procs)
+    takes the kernel's global cgroup_threadgroup_rwsem for writing, and its
+    first writer after a quiet spell waits for an RCU grace period (6-20 ms
+    on the development VM); a child born there takes only its read side, as
+    any fork does.
 
     The interpreter's fork protocol is kept exactly as os.fork keeps it:
     PyOS_BeforeFork, the system call with the GIL held, then
     PyOS_AfterFork_Child or _Parent. Call it from a single-threaded process
-    (as a raw clone, glibc's own fork handlers do not run: no other thread
-    may hold a libc lock). → the child's pid in the parent, 0 in the child;
-    OSError in the parent when the kernel refuses (ENOSYS before 5.7,
-    EOPNOTSUPP or EBUSY for a cgroup a process cannot join, ...)."""
+    (a raw clone runs none of glibc's own fork handlers: no other thread may
+    hold a libc lock). → the child's pid in the parent, 0 in the child;
+    OSError in the parent when the kernel refuses (ENOSYS before 5.3,
+    EINVAL for CLONE_INTO_CGROUP before 5.7, EBUSY or EOPNOTSUPP for a
+    cgroup a process cannot join, ...)."""
     before, syscall, after_child, after_parent, CloneArgs = _clone_fns()
-    args = CloneArgs(CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, cgroup_fd)
+    if cgroup_fd is not None:
+        flags |= CLONE_INTO_CGROUP
+    args = CloneArgs(flags, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0,
+                     cgroup_fd if cgroup_fd is not None else 0)
     ref = ctypes.byref(args)
     size = ctypes.c_size_t(ctypes.sizeof(args))
     nr = ctypes.c_long(SYS_clone3)

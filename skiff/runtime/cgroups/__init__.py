@@ -32,8 +32,8 @@ API (what skiff-runtime's create/delete/pause/resume/ps/kill call)
                            # state on error: what was made is removed, then raise)
                            # = mgr.prepare() (mkdir) + mgr.apply_limits()
     v2dir, tasks = mgr.entry()   # how a new process enters without the kernel's
-                           # global lock: born in v2dir (skiff.sys.fork_into_cgroup),
-                           # then join_self(tasks) in the child (v1)
+                           # global lock: born in v2dir (skiff.sys.clone3),
+                           # then join_self([(fd, path) of tasks]) in the child (v1)
     mgr.add(pid)           # or move a process in (cgroup.procs: waits for that
                            # lock); before the child unshares its cgroup
                            # namespace, and before it execs the user program
@@ -585,28 +585,27 @@ class Manager:
         return _stats_v1(self._v1_paths())
 
 
-def join_self(tasks_files: list[str]) -> None:
-    """Move the calling thread into each cgroup v1 directory whose ``tasks``
-    file is named: write "0" (ourselves) there. Call it in a freshly forked,
-    single-threaded child, where the thread is the whole process and its
-    children follow it.
+def join_self(tasks: list[tuple[int, str]]) -> None:
+    """Move the calling thread into cgroup v1 directories: write "0"
+    (ourselves) into each ``tasks`` file given as (fd open for writing,
+    path). Call it in a freshly forked, single-threaded child, where the
+    thread is the whole process and its children follow it. The fds may
+    have been opened by the parent as host root: the kernel checks the
+    opener's credentials, so this works from a new user namespace too.
 
     Why not cgroup.procs: moving a whole thread group takes the kernel's
     global cgroup_threadgroup_rwsem for writing, and the first writer after
     a quiet spell waits for an RCU grace period (6-20 ms measured on the
     development VM, every create; runc pays it too), while holding
     cgroup_mutex, so every mkdir in a cgroup filesystem waits behind it as
-    well. A thread moving itself skips that lock (Linux >= 5.17: "if the
-    thread is current, it won't exit or change pid under our hands").
-    The v2 part is clone3(CLONE_INTO_CGROUP) (skiff.sys.fork_into_cgroup).
-    Raises OSError naming the file."""
-    for path in tasks_files:
+    well. On recent kernels (measured on 6.18) a thread moving itself skips
+    that lock ("if the thread is current, it won't exit or change pid under
+    our hands"); older ones take it, and it still works. The v2 part is
+    clone3(CLONE_INTO_CGROUP) (skiff.sys.clone3). Raises OSError naming the
+    directory."""
+    for fd, path in tasks:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+            os.write(fd, b"0")
         except OSError as e:
             raise OSError(e.errno, f"failed to join cgroup {os.path.dirname(path)}: "
                           f"{e.strerror}", path) from None

@@ -1,6 +1,6 @@
 """How skiff-runtime's stages enter a cgroup without a move: skiff.sys
-.fork_into_cgroup (clone3 CLONE_INTO_CGROUP, the child born in a cgroup v2
-directory) and cgroups.join_self (a single-threaded child writing "0" into
+.clone3 (CLONE_INTO_CGROUP, the child born in a cgroup v2 directory, and in
+new namespaces) and cgroups.join_self (a single-threaded child writing "0" into
 v1 ``tasks``), on the host's real cgroup filesystems."""
 
 import os
@@ -44,7 +44,7 @@ def test_child_is_born_in_the_cgroup_and_is_a_working_interpreter(v2dir):
     r, w = os.pipe()
     fd = os.open(v2dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        pid = k.fork_into_cgroup(fd)
+        pid = k.clone3(cgroup_fd=fd)
         if pid == 0:
             try:
                 import threading
@@ -86,14 +86,14 @@ def test_refused_clone_raises_in_the_parent_and_makes_no_child(v2dir):
     fd = os.open(v2dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     os.close(fd)
     with pytest.raises(OSError) as e:
-        k.fork_into_cgroup(fd)  # a closed fd
+        k.clone3(cgroup_fd=fd)  # a closed fd
     assert e.value.errno == 9
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
     # a file, not a cgroup directory
     with open(os.path.join(v2dir, "cgroup.procs")) as f:
         with pytest.raises(OSError):
-            k.fork_into_cgroup(f.fileno())
+            k.clone3(cgroup_fd=f.fileno())
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 
@@ -108,11 +108,12 @@ def test_join_self_moves_a_single_threaded_child_into_each_v1_hierarchy():
         _, tasks = mgr.entry()
         assert len(tasks) == len({d for key, d in mgr.paths.items() if key})
         r, w = os.pipe()
+        fds = [(os.open(t, os.O_WRONLY | os.O_CLOEXEC), t) for t in tasks]
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(r)
-                cgroups.join_self(tasks)
+                cgroups.join_self(fds)
                 g = os.fork()  # a child of the moved process is there too
                 if g == 0:
                     with open("/proc/self/cgroup") as f:
@@ -122,14 +123,17 @@ def test_join_self_moves_a_single_threaded_child_into_each_v1_hierarchy():
             finally:
                 os._exit(0)
         os.close(w)
+        for fd, _ in fds:
+            os.close(fd)
         out = _read_child(r)
         os.waitpid(pid, 0)
         for line in out.splitlines():
             _, ctrls, path = line.split(":", 2)
             if ctrls:
                 assert path == "/" + NAME, line
-        # a missing hierarchy directory: the error names it
-        with pytest.raises(OSError, match="failed to join cgroup /nonexistent"):
-            cgroups.join_self(["/nonexistent/tasks"])
+        # a refused write: the error names the directory
+        with open("/dev/full", "wb") as full:
+            with pytest.raises(OSError, match="failed to join cgroup /x/y"):
+                cgroups.join_self([(full.fileno(), "/x/y/tasks")])
     finally:
         mgr.destroy()
