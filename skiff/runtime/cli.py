@@ -209,8 +209,11 @@ def main(argv=None):
             # before any side effect: this may re-exec the command once
             from skiff.runtime import exeguard, process
             process.DIRECT = exeguard.protected()
-        from skiff.runtime import commands
-        return getattr(commands, "cmd_" + cmd)(root, opts, pos, log) or 0
+        if cmd in ("start", "state", "kill", "delete"):
+            from skiff.runtime import lifecycle as verbs
+        else:
+            from skiff.runtime import commands as verbs
+        return getattr(verbs, "cmd_" + cmd)(root, opts, pos, log) or 0
     except UsageError as e:
         log.error(str(e))
         return 1

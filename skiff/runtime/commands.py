@@ -1,11 +1,16 @@
-"""The verbs of skiff-runtime (runc's semantics and messages)."""
+"""The verbs of skiff-runtime (runc's semantics and messages): create, run,
+exec, list, pause, resume, ps, update, features, spec. start, state, kill
+and delete live in lifecycle.py (they start faster without this module)."""
 
 import posix
 import sys
 
 from skiff.runtime import fastjson
-from skiff.runtime.state import (Container, RuntimeFailure, list_ids, load, now_rfc3339,
-                                 proc_start_time, validate_id)
+from skiff.runtime.lifecycle import (_destroy, _one_id, _rmtree, _start,  # noqa: F401
+                                     cmd_delete, cmd_kill, cmd_start, cmd_state,
+                                     parse_signal)
+from skiff.runtime.state import Container, RuntimeFailure, list_ids, load, now_rfc3339, \
+    proc_start_time
 
 
 
@@ -22,29 +27,12 @@ class _LazyOS:
 
 os = _LazyOS()
 
-def _one_id(cmd, pos, exact=True):
-    if not pos or (exact and len(pos) != 1):
-        raise RuntimeFailure(f'runc: "{cmd}" requires exactly 1 argument(s)')
-    validate_id(pos[0])
-    return pos[0]
-
-
 def _write_pid_file(path, pid):
     path = os.path.abspath(path)
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
     with open(tmp, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
-
-
-def _wait_gone(pid, start_time, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while proc_start_time(pid) == start_time and start_time is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 # --------------------------------------------------------------------------- spec
@@ -185,66 +173,8 @@ def cgroup_linux(cfg):
     return linux
 
 
-def _rmtree(d):
-    """Remove a container's state dir (flat: state.json, exec.fifo); shutil
-    is not imported for that (it pulls in fnmatch and re)."""
-    try:
-        names = posix.listdir(d)
-    except FileNotFoundError:
-        return
-    for n in names:
-        p = f"{d}/{n}"
-        try:
-            posix.unlink(p)
-        except IsADirectoryError:
-            _rmtree(p)
-        except FileNotFoundError:
-            pass
-    try:
-        posix.rmdir(d)
-    except OSError:
-        pass
-
-
 def cmd_create(root, opts, pos, log):
     _create(root, opts, pos, log)
-    return 0
-
-
-def _start(c, log):
-    import select
-    st = c.status()
-    if st == "stopped":
-        raise RuntimeFailure("cannot start a container that has stopped")
-    if st != "created":
-        raise RuntimeFailure("cannot start an already running container")
-    fd = posix.open(c.fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
-    try:
-        p = select.poll()
-        p.register(fd, select.POLLIN | select.POLLHUP)
-        while True:
-            if p.poll(100):
-                data = posix.read(fd, 1)
-                if data:
-                    break
-            if not c.alive():
-                raise RuntimeFailure("container init exited before start")
-    finally:
-        posix.close(fd)
-    posix.unlink(c.fifo)
-    if c.data.get("hooks", {}).get("poststart"):
-        from skiff.runtime import hooks, spec
-        hs = [spec.parse_hook(h, f"hooks.poststart[{i}]")
-              for i, h in enumerate(c.data["hooks"]["poststart"])]
-        try:
-            hooks.run_hooks(hs, c.oci_state("running"), "poststart")
-        except RuntimeFailure as e:
-            log.warn(str(e))
-
-
-def cmd_start(root, opts, pos, log):
-    c = load(root, _one_id("start", pos))
-    _start(c, log)
     return 0
 
 
@@ -321,12 +251,6 @@ def wait_foreground(pid, proxy=None):
 
 # --------------------------------------------------------------------------- state / list
 
-def cmd_state(root, opts, pos, log):
-    c = load(root, _one_id("state", pos))
-    sys.stdout.write(fastjson.dumps(c.runc_state(), indent=2) + "\n")
-    return 0
-
-
 def cmd_list(root, opts, pos, log):
     fmt = opts.get("format") or "table"
     states = []
@@ -356,111 +280,6 @@ def cmd_list(root, opts, pos, log):
 
 
 # --------------------------------------------------------------------------- kill / delete
-
-def parse_signal(s):
-    import _signal
-    if s.isdigit():
-        n = int(s)
-        if not 0 < n < 65:
-            raise RuntimeFailure(f"unknown signal {s!r}")
-        return n
-    name = s.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    n = getattr(_signal, name, None)
-    if not isinstance(n, int) or name.startswith("SIG_"):
-        raise RuntimeFailure(f'unknown signal "{s}"')
-    return n
-
-
-def cmd_kill(root, opts, pos, log):
-    if not pos or len(pos) > 2:
-        raise RuntimeFailure('runc: "kill" requires a minimum of 1 and a maximum of 2 '
-                             'argument(s)')
-    c = load(root, pos[0])
-    sig = parse_signal(pos[1] if len(pos) > 1 else "SIGTERM")
-    st = c.status()
-    if st == "stopped":
-        raise RuntimeFailure("container not running")
-    if opts.get("all") and c.data.get("cgroup"):
-        c.cgroup().signal_all(sig)
-        return 0
-    try:
-        posix.kill(c.pid, sig)
-    except ProcessLookupError:
-        raise RuntimeFailure("container not running") from None
-    return 0
-
-
-def _destroy(c, log, force=False):
-    """Stop (SIGKILL) what is left, remove the cgroup and state, then run
-    the poststop hooks (runc's destroy)."""
-    if c.alive():
-        mgr = c.cgroup()
-        # with a pid namespace of its own, SIGKILL to the init ends every
-        # process of the container; otherwise (runc's signalAllProcesses)
-        # each process in its cgroup, which is then the container's only
-        # boundary. Never the whole cgroup when the container has its own
-        # pid namespace: a cgroupsPath may name a cgroup shared with others.
-        if mgr is not None and not _init_of_own_pid_ns(c.pid):
-            try:
-                mgr.signal_all(9)
-            except OSError:
-                pass
-        try:
-            posix.kill(c.pid, 9)
-        except OSError:
-            pass
-        if mgr is not None and c.frozen():
-            try:
-                mgr.thaw()
-            except OSError:
-                pass
-        _wait_gone(c.pid, c.data.get("start_time"))
-    if not c.remove_empty_cgroups():
-        mgr = c.cgroup()
-        try:
-            mgr.destroy()
-        except OSError as e:
-            log.warn(f"failed to remove cgroup: {e}")
-    _rmtree(c.dir)
-    if c.data.get("hooks", {}).get("poststop"):
-        from skiff.runtime import hooks, spec
-        hs = [spec.parse_hook(h, f"hooks.poststop[{i}]")
-              for i, h in enumerate(c.data["hooks"]["poststop"])]
-        try:
-            hooks.run_hooks(hs, c.oci_state("stopped"), "poststop")
-        except RuntimeFailure as e:
-            log.warn(str(e))
-
-
-def _init_of_own_pid_ns(pid):
-    """Is ``pid`` the init (pid 1) of its own pid namespace?"""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"NSpid:"):
-                    return line.split()[-1] == b"1"
-    except OSError:
-        pass
-    return False
-
-
-def cmd_delete(root, opts, pos, log):
-    cid = _one_id("delete", pos)
-    try:
-        c = load(root, cid)
-    except RuntimeFailure:
-        if opts.get("force"):
-            _rmtree(f"{root}/{cid}")
-            return 0
-        raise
-    st = c.status()
-    if st in ("running", "paused") and not opts.get("force"):
-        raise RuntimeFailure(f"cannot delete container {cid} that is not stopped: {st}")
-    _destroy(c, log, force=True)
-    return 0
-
 
 # --------------------------------------------------------------------------- exec
 
