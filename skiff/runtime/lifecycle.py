@@ -9,7 +9,6 @@ dispatches them here without importing commands.py (~0.8 ms of start-up).
 import posix
 import sys
 
-from skiff.runtime import fastjson
 from skiff.runtime.state import RuntimeFailure, load, proc_start_time, validate_id
 
 
@@ -31,7 +30,7 @@ def _wait_gone(pid, start_time, timeout=10.0):
 
 
 def _rmtree(d):
-    """Remove a container's state dir (flat: state.json, exec.fifo); shutil
+    """Remove a container's state dir (flat: state.bin, exec.fifo); shutil
     is not imported for that (it pulls in fnmatch and re)."""
     try:
         names = posix.listdir(d)
@@ -96,6 +95,7 @@ def cmd_start(root, opts, pos, log):
 
 
 def cmd_state(root, opts, pos, log):
+    from skiff.runtime import fastjson
     c = load(root, _one_id("state", pos))
     sys.stdout.write(fastjson.dumps(c.runc_state(), indent=2) + "\n")
     return 0

@@ -7,7 +7,7 @@ create (the command's process, "parent")
   │         mounts, devices, pivot_root, hostname, sysctl, masked/readonly
   │         paths, rlimits, console, user, capabilities, no_new_privs; says
   │         "ready"; then blocks opening exec.fifo for writing.
-  └─ writes state.json and the pid file, exits 0.
+  └─ writes the state file and the pid file, exits 0.
 start opens exec.fifo for reading: the init's open returns, it loads seccomp
 and execs the user's program.
 
