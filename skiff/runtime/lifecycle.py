@@ -9,7 +9,7 @@ dispatches them here without importing commands.py (~0.8 ms of start-up).
 import posix
 import sys
 
-from skiff.runtime.state import RuntimeFailure, load, proc_start_time, validate_id
+from skiff.runtime.state import RuntimeFailure, load, proc_start_time, read_file, validate_id
 
 
 def _one_id(cmd, pos, exact=True):
@@ -181,10 +181,9 @@ def _destroy(c, log, force=False):
 def _init_of_own_pid_ns(pid):
     """Is ``pid`` the init (pid 1) of its own pid namespace?"""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"NSpid:"):
-                    return line.split()[-1] == b"1"
+        for line in read_file(f"/proc/{pid}/status").splitlines():
+            if line.startswith(b"NSpid:"):
+                return line.split()[-1] == b"1"
     except OSError:
         pass
     return False

@@ -237,8 +237,6 @@ def _preimport(proc):
     the host's files (interpreter library, skiff) are out of reach then."""
     import _signal  # noqa: F401
     from skiff.runtime import caps, hooks, rootfs, user  # noqa: F401
-    if proc.rlimits:
-        import resource  # noqa: F401
     if proc.terminal:
         import fcntl  # noqa: F401
         import socket  # noqa: F401
@@ -335,13 +333,12 @@ def _finalize_process(proc, opts, console_fd=None, prog=None):
     if proc.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc.oom_score_adj))
-    if proc.rlimits:
-        import resource
-        for r, soft, hard in proc.rlimits:
-            try:
-                resource.prlimit(0, r, (soft, hard))
-            except (OSError, ValueError) as e:
-                raise RuntimeFailure(f"error setting rlimit type {r}: {e}") from None
+    for r, soft, hard in proc.rlimits:
+        try:
+            k.setrlimit(r, soft, hard)
+        except OSError as e:
+            raise RuntimeFailure(f"error setting rlimit type {r}: "
+                                 f"{(e.strerror or str(e)).lower()}") from None
     if proc.terminal:
         if console_fd is None:
             raise RuntimeFailure("cannot allocate tty if runc will detach without setting "

@@ -24,6 +24,20 @@ OLD_STATE_FILE = "state.json"
 # os.environ), and start/state/kill/delete need nothing else from it.
 
 
+def read_file(path):
+    """The whole file, through three system calls (open, read, close); the
+    built-in open() makes a buffered file object and adds fstat, ioctl and
+    lseek calls. Raises OSError as open() does."""
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        parts = []
+        while chunk := posix.read(fd, 65536):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        posix.close(fd)
+
+
 def exists(path):
     try:
         posix.stat(path)
@@ -53,8 +67,7 @@ def validate_id(cid):
 def proc_start_time(pid):
     """Field 22 of /proc/<pid>/stat, or None if the process is gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
     rest = data[data.rindex(b")") + 2:].split()
@@ -117,11 +130,10 @@ class Container:
         paths = cg.get("paths") or {}
         try:
             if cg.get("mode") == "v2":
-                with open(paths[""] + "/cgroup.freeze") as f:
-                    return f.read().strip() == "1"
+                return read_file(paths[""] + "/cgroup.freeze").strip() == b"1"
             if "freezer" in paths:
-                with open(paths["freezer"] + "/freezer.state") as f:
-                    return f.read().strip() in ("FROZEN", "FREEZING")
+                return read_file(paths["freezer"] + "/freezer.state").strip() in \
+                    (b"FROZEN", b"FREEZING")
         except (OSError, KeyError):
             pass
         return False
@@ -178,13 +190,11 @@ def load(root, cid):
     validate_id(cid)
     d = f"{root}/{cid}"
     try:
-        with open(f"{d}/{STATE_FILE}", "rb") as f:
-            raw = f.read()
+        raw = read_file(f"{d}/{STATE_FILE}")
         old = False
     except (FileNotFoundError, NotADirectoryError):
         try:
-            with open(f"{d}/{OLD_STATE_FILE}", "rb") as f:
-                raw = f.read()
+            raw = read_file(f"{d}/{OLD_STATE_FILE}")
             old = True
         except (FileNotFoundError, NotADirectoryError):
             raise RuntimeFailure("container does not exist") from None

@@ -184,11 +184,14 @@ def _struct(name):
             _fields_ = [("attr_set", c.c_uint64), ("attr_clr", c.c_uint64),
                         ("propagation", c.c_uint64), ("userns_fd", c.c_uint64)]
 
+        class Rlimit(c.Structure):
+            _fields_ = [("cur", c.c_uint64), ("max", c.c_uint64)]
+
         class CapData(c.Structure):
             _fields_ = [("effective", c.c_uint32), ("permitted", c.c_uint32),
                         ("inheritable", c.c_uint32)]
         _structs.update(OpenHow=OpenHow, CapHeader=CapHeader, CapData=CapData,
-                        MountAttr=MountAttr)
+                        MountAttr=MountAttr, Rlimit=Rlimit)
     return _structs[name]
 
 
@@ -226,6 +229,16 @@ def openat2(dirfd: int, path, flags: int, mode: int = 0, resolve: int = 0) -> in
 
 
 # --- used by skiff-runtime (capabilities, hostname, securebits) -------------
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(0, resource, {soft, hard}) for this process (what the
+    resource module does, without loading it: one more shared library at
+    container start). -1 or RLIM_INFINITY means unlimited."""
+    lim = _struct("Rlimit")(soft & RLIM_INFINITY, hard & RLIM_INFINITY)
+    _check(_libc.prlimit(ctypes.c_int(0), ctypes.c_int(resource), ctypes.byref(lim), None))
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
