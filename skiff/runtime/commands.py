@@ -118,18 +118,26 @@ def _create(root, opts, pos, log, console_sock=None):
         # an unprivileged user namespace's root) reopens it through /proc/self/fd
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         init_opts["fifo_fd"] = fifo_fd
+        made = []
+
+        def on_started(pid):
+            # saved while the init still sets itself up (in parallel), and so
+            # that a create killed from here on leaves a container `delete`
+            # can remove, cgroup included
+            data = {"ociVersion": cfg.oci_version, "id": cid, "pid": pid,
+                    "start_time": proc_start_time(pid), "bundle": bundle,
+                    "rootfs": cfg.root_path, "created": now_rfc3339(),
+                    "annotations": cfg.annotations, "cgroup": mgr.to_state(),
+                    "hooks": cfg.raw.get("hooks") or {}, "process": cfg.raw["process"],
+                    "seccomp": (cfg.raw.get("linux") or {}).get("seccomp")}
+            made.append(Container(root, cid, data))
+            made[0].save()
+
         try:
-            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog)
+            pid = process.spawn_init(cfg, cid, init_opts, mgr, on_hooks, prog, on_started)
         finally:
             os.close(fifo_fd)
-        data = {"ociVersion": cfg.oci_version, "id": cid, "pid": pid,
-                "start_time": proc_start_time(pid), "bundle": bundle,
-                "rootfs": cfg.root_path, "created": now_rfc3339(),
-                "annotations": cfg.annotations, "cgroup": mgr.to_state(),
-                "hooks": cfg.raw.get("hooks") or {}, "process": cfg.raw["process"],
-                "seccomp": (cfg.raw.get("linux") or {}).get("seccomp")}
-        c = Container(root, cid, data)
-        c.save()
+        c = made[0]
         if opts.get("pid_file"):
             _write_pid_file(opts["pid_file"], pid)
         return c

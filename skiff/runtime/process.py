@@ -700,9 +700,11 @@ def _enter_cgroups(ch, task_fds):
     _close_entry(None, task_fds)
 
 
-def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
+def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None):
     """Start the init of a new container; returns its host pid once it waits
-    on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks."""
+    on exec.fifo. ``on_hooks(pid)`` runs the create-time hooks;
+    ``on_started(pid)`` is called as soon as the init is in its cgroup, while
+    it mounts its filesystems."""
     join = {t: p for t, p in cfg.namespaces if p}
     cloexec_from(3 + opts.get("preserve_fds", 0))
     for key in ("fifo_fd", "console_fd"):
@@ -783,6 +785,8 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None):
         if pid1 is not None:
             os.waitpid(pid1, 0)
             pid1 = None
+        if on_started is not None:
+            on_started(init_pid)
         parent.expect("hooks")
         on_hooks(init_pid)
         parent.tell(type="hooks-done", pid=init_pid)

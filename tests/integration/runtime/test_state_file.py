@@ -56,3 +56,49 @@ def test_a_damaged_state_file_is_reported(skiff, content):
     assert skiff.cmd("list", "--format", "json", check=True).stdout.strip() == "null"
     skiff.delete("broken", force=True)
     assert not os.path.exists(d)
+
+
+def test_a_create_killed_midway_leaves_a_container_delete_removes(skiff, make_bundle,
+                                                                   tmp_path):
+    """The state is saved as soon as the init is in its cgroup: a create
+    killed after that (here, while a createRuntime hook runs) leaves a
+    container that `state` shows and `delete` removes, cgroup included (the
+    init, cut off from its creator, exits on its own)."""
+    import signal
+    import subprocess
+    import time
+    from tests.integration.runtime.conftest import edit_config
+    marker = tmp_path / "hook.pid"
+    cg = f"/skiff-test-killed-{os.getpid()}"
+    bundle = make_bundle(["sleep", "100"])
+
+    def f(s):
+        s["linux"]["cgroupsPath"] = cg
+        s.setdefault("hooks", {})["createRuntime"] = [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"echo $$ > {marker}; exec sleep 30"]}]
+    edit_config(bundle, f)
+    cid = skiff.new_id()
+    p = subprocess.Popen(skiff.argv("create", "--bundle", bundle, cid),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    hook = None
+    try:
+        deadline = time.monotonic() + 20
+        while not (marker.exists() and marker.read_text().strip()):
+            assert time.monotonic() < deadline, "the hook never ran"
+            time.sleep(0.02)
+        hook = int(marker.read_text())
+        p.kill()
+        p.wait()
+    finally:
+        if hook:
+            os.kill(hook, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while skiff.state(cid)["status"] != "stopped":
+        assert time.monotonic() < deadline, "the init waits on for a creator that is gone"
+        time.sleep(0.02)
+    assert os.path.isdir(f"/sys/fs/cgroup/pids{cg}") or os.path.isdir(f"/sys/fs/cgroup{cg}")
+    skiff.delete(cid)
+    assert cid not in skiff.list_ids()
+    assert not os.path.exists(f"/sys/fs/cgroup/pids{cg}")
+    assert not os.path.exists(f"/sys/fs/cgroup{cg}")
