@@ -264,7 +264,7 @@ def _stage2(ch, cfg, prog, opts=None):
     cgroupns = cfg.has_ns("cgroup")
     for m in cfg.mounts:
         if not in_cgroup and m.type in ("cgroup", "cgroup2"):
-            _join_cgroup(ch, new_cgroupns)
+            _join_cgroup(ch, new_cgroupns, opts.get("v1_tasks"))
             in_cgroup = True
         try:
             rootfs.mount_one(root, m, cgroupns)
@@ -272,7 +272,7 @@ def _stage2(ch, cfg, prog, opts=None):
             raise RuntimeFailure(f"error mounting {m.source!r} to rootfs at "
                                  f"{m.destination!r}: {_describe(e)}") from None
     if not in_cgroup:
-        _join_cgroup(ch, new_cgroupns)
+        _join_cgroup(ch, new_cgroupns, opts.get("v1_tasks"))
     rootfs.setup_dev(root, cfg, in_userns)
     if cfg.hostname:
         k.sethostname(cfg.hostname)
@@ -308,10 +308,24 @@ def _stage2(ch, cfg, prog, opts=None):
           opts.get("preserve_fds", 0))
 
 
-def _join_cgroup(ch, new_cgroupns):
-    """Wait until the parent has put us into the container's cgroup, then
-    make the new cgroup namespace (rooted there)."""
+def _join_cgroup(ch, new_cgroupns, v1_tasks):
+    """Wait until the parent has put us into the container's cgroup (or, with
+    ``v1_tasks``, has made its v1 directories: then join them ourselves,
+    cgroups.join_self), then make the new cgroup namespace (rooted there)."""
     ch.expect("cgroup")
+    if v1_tasks:
+        from skiff.runtime.cgroups import join_self
+        fds = []
+        try:
+            for path in v1_tasks:
+                fds.append((os.open(path, os.O_WRONLY | os.O_CLOEXEC), path))
+            join_self(fds)
+        except OSError as e:
+            raise RuntimeFailure(f"unable to apply cgroup configuration: {e.strerror}: "
+                                 f"{e.filename}") from None
+        finally:
+            for fd, _ in fds:
+                os.close(fd)
     if new_cgroupns:
         k.unshare(k.CLONE_NEWCGROUP)
 
@@ -644,14 +658,14 @@ def _abort(stage1, stage2):
             pass
 
 
-def _cgroup_entry(cgroup_mgr):
+def _cgroup_entry(cgroup_mgr, v1=True):
     """→ (an fd on the cgroup v2 directory to be born in, or None; the v1
     ``tasks`` files open for writing, as (fd, path)): opened here, as host
     root, so the child can write through them even from a new user
     namespace (the kernel checks the opener's credentials)."""
     if cgroup_mgr is None:
         return None, []
-    v2dir, tasks = cgroup_mgr.entry()
+    v2dir, tasks = cgroup_mgr.entry(v1)
     fds = []
     try:
         for path in tasks:
@@ -715,15 +729,24 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
         # touched is copied first, so every import there costs twice as much
         k.preload()
         _preimport(cfg.process)
+    flags = direct_flags(cfg) if DIRECT else None
+    # The init born by one clone3, as host root (no new user namespace), joins
+    # the v1 hierarchies itself once the parent, meanwhile, has made them
+    # (it mounts its filesystems first): only the v2 directory, where it is
+    # born, must exist before the clone.
+    v1_late = (flags is not None and cgroup_mgr is not None and
+               not flags & k.CLONE_NEWUSER)
     if cgroup_mgr is not None:
-        cgroup_mgr.prepare()  # the directories must exist before the fork
+        cgroup_mgr.prepare(v2_only=v1_late)  # what must exist before the fork
         from skiff.runtime.cgroups import join_self  # noqa: F401 (imported before forking)
-    v2fd, task_fds = _cgroup_entry(cgroup_mgr)
+    v2fd, task_fds = _cgroup_entry(cgroup_mgr, v1=not v1_late)
+    init_opts = _init_config(opts)
+    if v1_late:
+        init_opts["v1_tasks"] = cgroup_mgr.entry()[1]
     # non-dumpable before any fork: the children inherit it, so not even for
     # an instant can a container process open their /proc/<pid>/fd, cwd, exe
     k.prctl(k.PR_SET_DUMPABLE, 0)
     parent, child = channel_pair()
-    flags = direct_flags(cfg) if DIRECT else None
     pid1 = init_pid = None
     late = False
     try:
@@ -731,7 +754,13 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
             try:
                 init_pid = k.clone3(flags, v2fd)
             except OSError:
-                flags = None  # an older kernel: two stages
+                flags = None  # an older kernel: two stages, every cgroup first
+                if v1_late:
+                    v1_late = False
+                    init_opts.pop("v1_tasks")
+                    cgroup_mgr.prepare()
+                    again, task_fds = _cgroup_entry(cgroup_mgr)
+                    _close_entry(again, [])
         if flags is None:
             pid1, late = _fork_first(v2fd)
     except BaseException:
@@ -747,8 +776,8 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
             if flags is not None:
-                _child(child, _init_direct, cfg, join, prog, _init_config(opts))
-            _child(child, _stage1, cfg, join, prog, _init_config(opts))
+                _child(child, _init_direct, cfg, join, prog, init_opts)
+            _child(child, _stage1, cfg, join, prog, init_opts)
         _enter_sealed(child, "init")
     child.close()
     _close_entry(v2fd, task_fds)
@@ -763,7 +792,9 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
             write_id_maps(init_pid, cfg.uid_mappings, cfg.gid_mappings)
             parent.tell(type="mapped")
         if cgroup_mgr is not None:
-            cgroup_mgr.apply_limits()  # while the child makes the namespaces
+            if v1_late:
+                cgroup_mgr.prepare()  # the v1 directories, while the init mounts
+            cgroup_mgr.apply_limits()
         if flags is None:
             msg = parent.recv()
             if msg and msg.get("type") == "userns":
@@ -776,7 +807,7 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
                 raise init_error(msg)
             init_pid = msg["pid"]
         if not DIRECT:
-            parent.tell(type="config", **_init_config(opts))
+            parent.tell(type="config", **init_opts)
         # the init mounts its filesystems meanwhile; it waits for this
         # message before its first cgroup mount (the limits are written)
         if late:

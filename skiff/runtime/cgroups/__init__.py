@@ -338,16 +338,21 @@ class Manager:
         self.prepare(resources)
         self.apply_limits()
 
-    def prepare(self, resources: dict | None = None) -> None:
+    def prepare(self, resources: dict | None = None, v2_only: bool = False) -> None:
         """The first half of create(): validate, mkdir on every hierarchy, and
         what a process needs before it may enter (cpuset's cpus and mems, v2's
-        controllers); no limits yet (apply_limits). On error what was made is
-        removed again."""
-        res = convert.validate(resources if resources is not None else self.resources)
-        self._pending = res
-        self._made = made = []
+        controllers); no limits yet (apply_limits). ``v2_only``: just the
+        cgroup v2 directory (a process can be born there); a later call makes
+        the rest. On error what was made is removed again."""
+        if not hasattr(self, "_made"):
+            res = convert.validate(resources if resources is not None else self.resources)
+            self._pending = res
+            self._made = []
+        made = self._made
         try:
             for key, d in self.paths.items():
+                if v2_only and key:
+                    continue
                 mnt = self.mounts.get(key)
                 new = _makedirs(d, mnt)
                 made += new
@@ -382,7 +387,7 @@ class Manager:
         self._made = []
         self.owned = False
 
-    def entry(self) -> tuple[str | None, list[str]]:
+    def entry(self, v1: bool = True) -> tuple[str | None, list[str]]:
         """How a new process enters without the kernel's global lock (see
         :func:`join_self`): (the cgroup v2 directory to be born in with
         clone3(CLONE_INTO_CGROUP), or None on pure v1; the v1 ``tasks``
@@ -390,7 +395,7 @@ class Manager:
         v2dir = self.paths.get("")
         tasks = []
         for key, d in self.paths.items():
-            if key and os.path.join(d, "tasks") not in tasks:
+            if v1 and key and os.path.join(d, "tasks") not in tasks:
                 tasks.append(os.path.join(d, "tasks"))
         return v2dir, tasks
 
