@@ -375,3 +375,41 @@ def test_exec_into_a_paused_container_goes_on_at_resume(runtime, make_bundle, tm
             assert "zombie" not in f.read()
     finally:
         runtime.delete(cid, force=True)
+
+
+def test_a_user_namespace_init_is_in_the_container_cgroup_everywhere(runtime, busybox_rootfs):
+    """With a new user namespace the init cannot open the host's cgroup files
+    itself (skiff-runtime: the parent opens them before the clone, the child
+    writes through them); it still lands in every hierarchy."""
+    import shutil
+    import tempfile
+    from skiff.testing.busybox import make_bundle
+    top = tempfile.mkdtemp(prefix="skiff-userns-", dir="/tmp")
+    cid = runtime.new_id()
+    cg = f"/{PREFIX}userns-{runtime.name}-{cid}"
+    try:
+        os.chmod(top, 0o755)
+        bundle = make_bundle(os.path.join(top, "b"), rootfs_src=busybox_rootfs,
+                             args=["sleep", "100"])
+        os.system(f"chown -R 100000:100000 {bundle}/rootfs")
+
+        def f(s):
+            s["linux"]["namespaces"].append({"type": "user"})
+            s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            s["mounts"] = [m for m in s["mounts"] if m["type"] not in ("sysfs", "cgroup")]
+            s["linux"]["cgroupsPath"] = cg
+        edit_config(bundle, f)
+        runtime.create(bundle, id=cid)
+        try:
+            init = runtime.state(cid)["pid"]
+            lay = cgroups.detect()
+            for ctrls, path in _cgroups_of(init).items():
+                if ctrls == "" and runtime.name == "crun" and lay.mode == "hybrid":
+                    continue
+                assert path == cg, (ctrls, path, cg)
+        finally:
+            runtime.delete(cid, force=True)
+        assert not os.path.exists(cg_dir("pids", cg))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
