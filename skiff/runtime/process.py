@@ -1,18 +1,24 @@
 """runc's process model, in Python.
 
 create (the command's process, "parent")
-  ├─ fork → stage 1: joins/creates namespaces (user first, mappings written
-  │         by the parent), then forks and exits
-  │    └─ stage 2 = the container's init (pid 1 of a new pid namespace):
-  │         mounts, devices, pivot_root, hostname, sysctl, masked/readonly
-  │         paths, rlimits, console, user, capabilities, no_new_privs; says
-  │         "ready"; then blocks opening exec.fifo for writing.
-  └─ writes the state file and the pid file, exits 0.
+  ├─ clone3 → the container's init, born in every new namespace (pid 1 of
+  │         its pid namespace) and in the cgroup v2 directory; joins the
+  │         namespaces named by path and the v1 hierarchies (``tasks``, once
+  │         the parent has made them); mounts, devices, pivot_root,
+  │         hostname, sysctl, masked/readonly paths, rlimits, console, user,
+  │         capabilities, no_new_privs; says "ready"; then blocks opening
+  │         exec.fifo for writing.
+  │   (a pid or user namespace joined by path, or an old kernel: a first
+  │    stage joins/creates the namespaces, then forks the init and exits)
+  └─ makes the v1 cgroups, writes the limits and the state file meanwhile;
+     runs the create hooks; writes the pid file, exits 0.
 start opens exec.fifo for reading: the init's open returns, it loads seccomp
 and execs the user's program.
 
-exec is the same with setns into the init's namespaces instead of creating
-them. The two sides talk over pipes, one JSON message a line.
+exec clones its process straight into the init's pid namespace (and cgroup);
+it setns into the others itself. The two sides talk over pipes, one JSON
+message a line. No process ever *moves* into a cgroup (cgroups.join_self
+says why).
 
 Safety (CVE-2019-5736 / CVE-2024-21626 classes): every process that enters
 the container is non-dumpable (PR_SET_DUMPABLE 0) until execve, so no
