@@ -50,6 +50,19 @@ def _rmtree(d):
         pass
 
 
+def _run_saved_hooks(c, name, status, log):
+    """Run the ``name`` hooks the state file kept; a failure is a warning
+    (runc's rule for poststart and poststop)."""
+    if not c.data.get("hooks", {}).get(name):
+        return
+    from skiff.runtime import hooks, spec
+    hs = [spec.parse_hook(h, f"hooks.{name}[{i}]") for i, h in enumerate(c.data["hooks"][name])]
+    try:
+        hooks.run_hooks(hs, c.oci_state(status), name)
+    except RuntimeFailure as e:
+        log.warn(str(e))
+
+
 def _start(c, log):
     """Release the init waiting in create: open exec.fifo for reading (the
     init's open for writing returns) and read its one byte (runc's barrier).
@@ -78,14 +91,7 @@ def _start(c, log):
             raise RuntimeFailure("container init exited before start")
         time.sleep(0.001)
     posix.unlink(c.fifo)
-    if c.data.get("hooks", {}).get("poststart"):
-        from skiff.runtime import hooks, spec
-        hs = [spec.parse_hook(h, f"hooks.poststart[{i}]")
-              for i, h in enumerate(c.data["hooks"]["poststart"])]
-        try:
-            hooks.run_hooks(hs, c.oci_state("running"), "poststart")
-        except RuntimeFailure as e:
-            log.warn(str(e))
+    _run_saved_hooks(c, "poststart", "running", log)
 
 
 def cmd_start(root, opts, pos, log):
@@ -168,14 +174,7 @@ def _destroy(c, log, force=False):
         except OSError as e:
             log.warn(f"failed to remove cgroup: {e}")
     _rmtree(c.dir)
-    if c.data.get("hooks", {}).get("poststop"):
-        from skiff.runtime import hooks, spec
-        hs = [spec.parse_hook(h, f"hooks.poststop[{i}]")
-              for i, h in enumerate(c.data["hooks"]["poststop"])]
-        try:
-            hooks.run_hooks(hs, c.oci_state("stopped"), "poststop")
-        except RuntimeFailure as e:
-            log.warn(str(e))
+    _run_saved_hooks(c, "poststop", "stopped", log)
 
 
 def _init_of_own_pid_ns(pid):

@@ -704,6 +704,22 @@ def _fork_first(v2fd):
     return os.fork(), v2fd is not None
 
 
+def _fork_failed(parent, child, v2fd, task_fds):
+    """No stage was made: close what was opened for it."""
+    parent.close()
+    child.close()
+    _close_entry(v2fd, task_fds)
+
+
+def _child_begins(parent, child, v2fd, task_fds):
+    """The first acts of a freshly cloned stage: drop the cgroup v2 directory
+    fd (a host directory: never held a moment longer) and the parent's ends
+    of the channel, then join the v1 hierarchies."""
+    _close_entry(v2fd, [])
+    parent.close()
+    _enter_cgroups(child, task_fds)
+
+
 def _enter_cgroups(ch, task_fds):
     """In a freshly forked stage (single-threaded), before anything else:
     join the v1 hierarchies (cgroups.join_self), then close those fds."""
@@ -770,14 +786,10 @@ def spawn_init(cfg, cid, opts, cgroup_mgr, on_hooks, prog=None, on_started=None)
         if flags is None:
             pid1, late = _fork_first(v2fd)
     except BaseException:
-        parent.close()
-        child.close()
-        _close_entry(v2fd, task_fds)
+        _fork_failed(parent, child, v2fd, task_fds)
         raise
     if pid1 == 0 or init_pid == 0:
-        _close_entry(v2fd, [])  # a host directory: never held a moment longer
-        parent.close()
-        _enter_cgroups(child, task_fds)
+        _child_begins(parent, child, v2fd, task_fds)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("fifo_fd"), opts.get("console_fd")))
@@ -959,14 +971,10 @@ def spawn_exec(init_pid, proc, opts, cgroup_mgr, prog=None):
         if not direct:
             pid1, late = _fork_first(v2fd)
     except BaseException:
-        parent.close()
-        child.close()
-        _close_entry(v2fd, task_fds)
+        _fork_failed(parent, child, v2fd, task_fds)
         raise
     if pid1 == 0 or pid2 == 0:
-        _close_entry(v2fd, [])  # a host directory: never held a moment longer
-        parent.close()
-        _enter_cgroups(child, task_fds)
+        _child_begins(parent, child, v2fd, task_fds)
         if DIRECT:
             close_fds_except(3 + opts.get("preserve_fds", 0),
                              (child.rfd, child.wfd, opts.get("console_fd")))

@@ -37,6 +37,7 @@ Helpers (import from this module: ``from tests.integration.runtime.conftest impo
                                   place), write it back
     - ``run_bundle(runtime, bundle)`` → ``(exit_code, stdout)``; runs to completion
     - ``host_pid(runtime, id)``    the container init's pid as the host sees it
+    - ``with_userns(spec)``        a new user namespace (root = host 100000)
 
 crun 1.8 refuses to run on this machine's hybrid cgroup layout unless the
 cgroup2 tree at /sys/fs/cgroup/unified is unmounted; it is wrapped in
@@ -190,6 +191,16 @@ def run_bundle(runtime, bundle, *args, timeout=60):
     """Run ``bundle`` to completion; return (exit code, stdout)."""
     p = runtime.run(bundle, *args, timeout=timeout)
     return p.returncode, p.stdout
+
+
+def with_userns(spec):
+    """Give ``spec`` a new user namespace with root mapped to host 100000
+    (65536 ids), without the mounts a user namespace cannot make here (sysfs
+    needs a netns it owns; cgroup). The rootfs must be owned by 100000."""
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    spec["mounts"] = [m for m in spec["mounts"] if m["type"] not in ("sysfs", "cgroup")]
 
 
 def host_pid(runtime, cid):

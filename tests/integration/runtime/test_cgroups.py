@@ -8,7 +8,7 @@ import os
 import pytest
 
 from skiff.runtime import cgroups
-from tests.integration.runtime.conftest import edit_config
+from tests.integration.runtime.conftest import edit_config, with_userns
 
 MiB = 1 << 20
 PREFIX = "skiff-test-"
@@ -394,10 +394,7 @@ def test_a_user_namespace_init_is_in_the_container_cgroup_everywhere(runtime, bu
         os.system(f"chown -R 100000:100000 {bundle}/rootfs")
 
         def f(s):
-            s["linux"]["namespaces"].append({"type": "user"})
-            s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-            s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-            s["mounts"] = [m for m in s["mounts"] if m["type"] not in ("sysfs", "cgroup")]
+            with_userns(s)
             s["linux"]["cgroupsPath"] = cg
         edit_config(bundle, f)
         runtime.create(bundle, id=cid)

@@ -4,7 +4,7 @@ read-only paths, devices, user namespaces, sysctl."""
 
 import os
 
-from tests.integration.runtime.conftest import edit_config, run_bundle
+from tests.integration.runtime.conftest import edit_config, run_bundle, with_userns
 
 CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE = 29, 5, 10
 
@@ -198,13 +198,7 @@ def _userns(runtime, bundle):
     # the rootfs must be owned by the mapped root
     os.system(f"chown -R 100000:100000 {bundle}/rootfs")
 
-    def f(s):
-        s["linux"]["namespaces"].append({"type": "user"})
-        s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-        # sysfs cannot be mounted in a user ns without a netns owned by it; keep it simple
-        s["mounts"] = [m for m in s["mounts"] if m["type"] not in ("sysfs", "cgroup")]
-    edit_config(bundle, f)
+    edit_config(bundle, with_userns)
     code, out = run_bundle(runtime, bundle)
     assert code == 0, out
     lines = [ln.split() for ln in out.splitlines()]
