@@ -46,7 +46,7 @@ def _mounts():
 
 def _netns():
     out = set()
-    for d in ("/run/netns", "/var/run/netns"):
+    for d in _IPROUTE_DIRS:
         try:
             out |= {f"netns {n}" for n in os.listdir(d)}
         except FileNotFoundError:
